@@ -1,0 +1,32 @@
+"""Exceptions raised by faceprobe.
+
+Every error names the file, argument or layer at fault, so a user can act on
+the message without reading a traceback.
+"""
+
+
+class FaceprobeError(Exception):
+    """Base class of every error faceprobe raises on purpose."""
+
+
+class WeightFileError(FaceprobeError):
+    """A weight file is missing, truncated, of the wrong hash, keys or shapes."""
+
+
+class FetchError(FaceprobeError):
+    """Obtaining a weight package failed (no npm/pip, network, bad archive)."""
+
+
+class ImageError(FaceprobeError, ValueError):
+    """An image file cannot be used (corrupt, wrong mode, too small, not a face)."""
+
+
+class DatasetError(FaceprobeError, ValueError):
+    """A dataset root or label file is missing or unusable."""
+
+
+class UnknownNameError(FaceprobeError, KeyError):
+    """An unknown backbone, labeller or layer name; the message lists valid ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
