@@ -175,7 +175,12 @@ SPEC = register_backbone(BackboneSpec(
     # LFW's 250x250 frames hold the face in their centre; UTKFace crops are
     # looser than dlib's chips. Both crops were chosen on LFW's DevTrain /
     # UTKFace pairs (experiments/lfw_verification.py), never on the test folds.
-    crops={"chip": (0.0, 0.0, 1.0, 1.0), "lfw": (0.25, 0.25, 0.5, 0.5), "utkface": (0.1, 0.1, 0.8, 0.8)},
+    crops={"chip": (0.0, 0.0, 1.0, 1.0), "lfw": (0.3, 0.25, 0.5, 0.5), "utkface": (0.1, 0.1, 0.8, 0.8)},
     pad_to_square=True,
+    verification_metric="euclidean",
+    # The median five landmark points of 300 LFW DevTrain faces seen through
+    # the "lfw" crop, made left-right symmetric: aligning onto it removes each
+    # face's own tilt, scale and shift (experiments/lfw_verification.py --align landmarks).
+    align_template=((49.0, 44.9), (101.0, 44.9), (75.0, 77.6), (52.9, 101.9), (97.1, 101.9)),
     notes="descriptor is not L2-normalised; dlib's rule: same person if L2 distance < 0.6",
 ))

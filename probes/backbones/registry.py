@@ -44,6 +44,11 @@ class BackboneSpec:
     crops: Mapping[str, Crop] = field(default_factory=lambda: {"chip": FULL_FRAME})
     pad_to_square: bool = False  # face-api pads a non-square input to a centred square
     l2_normalise: bool = False  # whether embeddings are compared after L2 normalisation (cosine)
+    # How two templates are compared: "cosine", or "euclidean" for nets trained with a distance rule.
+    verification_metric: str = "cosine"
+    # Five points (eye centres, nose tip, mouth corners) in input pixels that
+    # :class:`probes.align.FaceAligner` maps faces onto; None = no alignment defined.
+    align_template: tuple[tuple[float, float], ...] | None = None
     notes: str = ""
 
     def crop_for(self, layout: str) -> Crop:
