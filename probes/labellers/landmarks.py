@@ -1,0 +1,132 @@
+"""FaceLandmark68Net from face-api.js: 68 facial landmarks, decoded from its manifest.
+
+Architecture (face-api.js ``FaceFeatureExtractor`` + ``FaceLandmark68Net``):
+
+- input: zero-pad to a centred square, bilinear resize to 112 x 112, subtract
+  RGB mean [122.782, 117.001, 104.298], divide by **255** (not 256 as in
+  AgeGenderNet: face-api's feature extractor differs here);
+- 4 dense blocks (32, 64, 128, 256 channels), each halving the size:
+  ``out1 = relu(conv0(x))`` (a plain 3x3 conv in ``dense0``, a separable conv
+  elsewhere, stride 2 SAME); then three separable convs ``conv1..3``, each fed
+  the ReLU of the sum of all earlier outputs; the block returns
+  ``relu(out1 + out2 + out3 + out4)``;
+- 7x7 stride-2 VALID average pool (7x7 -> 1x1), ``fc`` 256 -> 136 giving
+  interleaved (x, y) in [0, 1] of the square-padded input.
+
+Checked against @vladmandic/face-api 1.7.15 on TensorFlow.js 4.22 (CPU
+backend): identical points (<= 1e-4 px) on square inputs. On non-square ones
+face-api subtracts |w - h| / 2 as the centring pad, half a pixel off the pad it
+actually adds when the difference is odd; this port subtracts the real pad.
+
+face-api then removes the centring pad and rescales to the input image; here
+points come back in the caller's image pixels (crop offset included), in a
+continuous frame where the image spans [0, W] x [0, H]: mirroring an image
+maps x to W - x.
+
+Point order is the iBUG 300-W 68-point scheme: 0-16 jaw (from the subject's
+right, i.e. the image's left), 17-26 brows, 27-35 nose, 36-47 eyes (36-41
+the subject's right eye), 48-67 mouth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backbones.registry import Crop
+from ._faceapi import (
+    FACEAPI_MEAN_RGB,
+    SameConv2d,
+    SeparableConv,
+    check_layout,
+    load_faceapi_weights,
+    predict_batched,
+    prepare_input,
+)
+from .age_gender import DEFAULT_CROPS
+
+MANIFEST = "face_landmark_68_model-weights_manifest.json"
+SHARD = "face_landmark_68_model.bin"
+INPUT_SIZE = 112
+NUM_POINTS = 68
+
+
+class DenseBlock(nn.Module):
+    """face-api's ``denseBlock4``: a strided first conv, then 3 densely connected separable convs."""
+
+    def __init__(self, cin: int, cout: int, first: bool = False):
+        super().__init__()
+        self.conv0 = SameConv2d(cin, cout, 3, stride=2) if first else SeparableConv(cin, cout, stride=2)
+        self.conv1 = SeparableConv(cout, cout)
+        self.conv2 = SeparableConv(cout, cout)
+        self.conv3 = SeparableConv(cout, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out1 = F.relu(self.conv0(x))
+        out2 = self.conv1(out1)
+        out3 = self.conv2(F.relu(out1 + out2))
+        out4 = self.conv3(F.relu(out1 + out2 + out3))
+        return F.relu(out1 + out2 + out3 + out4)
+
+
+class FaceLandmark68Net(nn.Module):
+    """Normalised 112 x 112 input -> N x 68 x 2 points in [0, 1] of that input (x, y)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense0 = DenseBlock(3, 32, first=True)
+        self.dense1 = DenseBlock(32, 64)
+        self.dense2 = DenseBlock(64, 128)
+        self.dense3 = DenseBlock(128, 256)
+        self.fc = nn.Linear(256, 2 * NUM_POINTS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in (self.dense0, self.dense1, self.dense2, self.dense3):
+            x = block(x)
+        x = F.avg_pool2d(x, 7, 2).flatten(1)
+        return self.fc(x).view(-1, NUM_POINTS, 2)
+
+
+class LandmarkDetector(nn.Module):
+    """68 landmarks of face crops, in the caller's image pixel coordinates.
+
+    The crops of :mod:`.age_gender` are used per layout (``crops`` overrides).
+    """
+
+    name = "faceapi-landmarks68"
+
+    def __init__(self, weights: str | Path | None = None, pretrained: bool = True,
+                 crops: Mapping[str, Crop] | None = None, device: str | torch.device = "cpu"):
+        super().__init__()
+        self.net = FaceLandmark68Net()
+        self.weights_id = load_faceapi_weights(self.net, MANIFEST, SHARD, weights) if pretrained else "random-init"
+        self.crops = dict(DEFAULT_CROPS if crops is None else crops)
+        self.register_buffer("_mean", torch.tensor(FACEAPI_MEAN_RGB).view(1, 3, 1, 1), persistent=False)
+        self.to(device)
+        self.eval()
+
+    def forward(self, images: torch.Tensor, layout: str = "chip") -> torch.Tensor:
+        """[0, 1] images -> N x 68 x 2 points in image pixels (differentiable)."""
+        crop = check_layout(self.crops, layout, f"landmark detector {self.name!r}")
+        x, geometry = prepare_input(images.to(self._mean.device), crop, INPUT_SIZE)
+        points01 = self.net((x - self._mean) / 255.0)
+        origin = points01.new_tensor(geometry.origin) - points01.new_tensor(geometry.pad)
+        return points01 * geometry.side + origin
+
+    @torch.no_grad()
+    def predict(self, images, layout: str = "chip", batch_size: int = 64) -> np.ndarray:
+        """N x 68 x 2 float32 (x, y) in pixels of each input image."""
+        check_layout(self.crops, layout, f"landmark detector {self.name!r}")
+        was_training = self.training
+        self.eval()
+        try:
+            out = predict_batched(lambda x: {"points": self(x.float(), layout).cpu().numpy().astype(np.float32)},
+                                  images, batch_size)
+        finally:
+            self.train(was_training)
+        return out["points"]

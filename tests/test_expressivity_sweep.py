@@ -1,0 +1,85 @@
+"""The per-layer sweep, its figure and the `python -m probes.expressivity` command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from probes.errors import UnknownNameError
+from probes.expressivity import EstimationError
+from probes.expressivity.__main__ import main
+from probes.expressivity.sweep import AttributeLabels, expressivity_sweep, make_estimator, plot_expressivity
+
+FAST = {"probe": {"n_bootstrap": 50, "n_permutations": 20}}
+
+
+def _synthetic(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    age = rng.uniform(10, 70, n)
+    noise = rng.normal(size=(n, 8))
+    features = {
+        "early": noise,  # carries nothing
+        "late": np.column_stack([age / 20 + 0.3 * rng.normal(size=n), noise[:, 1:]]),
+    }
+    return features, {"age": AttributeLabels(age, "continuous", "dataset")}
+
+
+def test_sweep_table_orders_layers_and_finds_signal():
+    features, labels = _synthetic()
+    table = expressivity_sweep(features, labels, estimators=["probe"], seeds=[0, 1], estimator_params=FAST,
+                               progress=False)
+    assert list(table.columns[:4]) == ["layer", "depth", "relative_depth", "attribute"]
+    assert len(table) == 4 and set(table["seed"]) == {0, 1}
+    late = table[table.layer == "late"]
+    early = table[table.layer == "early"]
+    assert (late["estimate"] > 1.0).all() and (late["p_value"] < 0.05).all()
+    assert (early["estimate"] < 0.1).all()
+    assert (table["ci_low"] <= table["estimate"] + 1e-9).all() and (table["estimate"] <= table["ci_high"] + 1e-9).all()
+    assert not table[["estimate", "ci_low", "ci_high", "p_value"]].isna().any().any()
+
+
+def test_sweep_drops_missing_labels_and_names_failures():
+    features, labels = _synthetic(200)
+    age = labels["age"].values.copy()
+    age[:20] = np.nan
+    table = expressivity_sweep(features, {"age": AttributeLabels(age, "continuous", "x")}, estimator_params=FAST,
+                               progress=False)
+    assert (table["n"] == 180).all()
+    constant = {"sex": AttributeLabels(np.ones(200), "discrete", "dataset")}
+    with pytest.raises(EstimationError, match="layer 'early', attribute 'sex'"):
+        expressivity_sweep(features, constant, estimator_params=FAST, progress=False)
+    with pytest.raises(UnknownNameError, match="captured"):
+        expressivity_sweep(features, labels, layer_order=["nope"], progress=False)
+    with pytest.raises(UnknownNameError, match="choose from"):
+        make_estimator("ksg")
+
+
+def test_plot_returns_a_figure():
+    features, labels = _synthetic(200)
+    table = expressivity_sweep(features, labels, estimator_params=FAST, progress=False)
+    fig = plot_expressivity(table, title="t")
+    assert fig.axes and fig.axes[0].get_title() == "probe"
+    assert len(fig.axes[0].lines) == 1
+
+
+def test_command_writes_three_files_and_refuses_overwrite(tmp_path, data_root, faceapi_weights, capsys):
+    out = tmp_path / "run"
+    argv = ["--dataset", "utkface", "--data-root", str(data_root), "--max-images", "80", "--attributes", "age", "sex",
+            "--layers", "conv32_down", "conv128_down", "fc", "--estimator", "probe", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    table = pd.read_csv(out / "results.csv")
+    assert set(table["layer"]) == {"conv32_down", "conv128_down", "fc"}
+    assert set(table["label_source"]) == {"dataset"}  # UTKFace has true age and sex
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["config"]["backbone"] == "dlib-resnet29" and summary["n_images"] == 80
+    assert {"capture_s", "estimation_s"} <= set(summary["timings"])
+    assert (out / "expressivity.png").stat().st_size > 10_000
+    before = (out / "results.csv").read_bytes()
+    assert main(argv) == 2  # exists: refused, nothing lost
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "results.csv").read_bytes() == before
+    assert main(argv[:-3] + ["--layers", "conv999", "--out", str(tmp_path / "x")]) == 2
+    assert "valid layers" in capsys.readouterr().err
