@@ -28,7 +28,7 @@ from .. import weights as weight_store
 from ..errors import FaceprobeError, WeightFileError
 from ..align import ARCFACE_TEMPLATE_112
 from .registry import BackboneSpec, load_named_tensors, register_backbone
-from .vggface import existing_file, read_torch_state, user_weights_required, with_default_counters
+from ._files import existing_file, read_torch_state, user_weights_required, with_default_counters
 
 IRESNET50_LAYERS = (3, 4, 14, 3)
 EMBEDDING_SIZE = 512

@@ -140,7 +140,7 @@ def load_dlib_resnet(net: nn.Module, weights: Path | None) -> str:
     """Load face-api's manifest (default: the cached one) or a PyTorch state dict."""
     if weights is None:
         manifest = weight_store.weight_path(MANIFEST)
-        shard = weight_store.weight_path(SHARD)
+        weight_store.weight_path(SHARD)  # verifies the shard against its pinned sha256
         tensors = read_weights_manifest(manifest)
         load_named_tensors(net, _faceapi_to_state(tensors), str(manifest))
         return weight_store.WEIGHT_FILES[SHARD].sha256

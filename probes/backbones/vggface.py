@@ -17,155 +17,23 @@
     a Python 2 pickle of {torchvision-style name: numpy array}, fc over 8631
     identities included) or from a PyTorch state dict with the same names.
 
-The pickle is read by :class:`NumpyOnlyUnpickler`, which only lets numpy
+The pickle is read by :mod:`probes.safe_pickle`, which only lets numpy
 arrays be rebuilt: a pickle naming any other global is refused before that
 global is imported, so a hostile file cannot run code.
 """
 
 from __future__ import annotations
 
-import collections
-import pickle
-from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import timm
 import torch
 from torch import nn
 
 from .. import weights as weight_store
-from ..errors import WeightFileError
+from ..safe_pickle import read_numpy_pickle
+from ._files import existing_file, read_torch_state, user_weights_required, with_default_counters
 from .registry import BackboneSpec, load_named_tensors, register_backbone
-
-# ---------------------------------------------------------------------------
-# Helpers shared by every backbone whose weights the user brings (arcface.py
-# imports them too).
-
-
-def user_weights_required(name: str, release: str, formats: str) -> WeightFileError:
-    """The error for ``create_backbone(name)`` without a weights file."""
-    return WeightFileError(
-        f"backbone {name!r} needs weights=PATH: its weights are the user's to bring (faceprobe "
-        f"never downloads them). Get {release}. Accepted formats: {formats}. Or pass "
-        f"pretrained=False for random weights.")
-
-
-def existing_file(path: Path, name: str) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise WeightFileError(f"weight file {path} for backbone {name!r} does not exist")
-    return path
-
-
-def read_torch_state(path: Path) -> dict[str, torch.Tensor]:
-    """A PyTorch state dict read with ``weights_only=True`` (no code runs).
-
-    A leading ``module.`` (saved from DataParallel/DDP) is stripped; a
-    training checkpoint that wraps the weights (``state_dict``, or
-    arcface_torch's ``state_dict_backbone``) is unwrapped.
-    """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or non-tensor files
-        raise WeightFileError(
-            f"{path} is not a readable PyTorch state dict (torch.load weights_only=True: {exc}); "
-            f"save the weights with torch.save(model.state_dict(), path)") from exc
-    for wrapper in ("state_dict_backbone", "state_dict"):
-        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
-            state = state[wrapper]
-            break
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightFileError(f"{path} does not hold a state dict of named tensors "
-                              f"(got {type(state).__name__})")
-    state = dict(state)
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state
-
-
-def with_default_counters(net: nn.Module, tensors: Mapping) -> dict:
-    """Add BatchNorm ``num_batches_tracked`` counters a converted file lacks.
-
-    Caffe/MatConvNet conversions never had them; they do not affect inference.
-    """
-    counters = {k: v for k, v in net.state_dict().items() if k.endswith("num_batches_tracked")}
-    return {**counters, **tensors}
-
-
-class _Latin1Encode:
-    """``_codecs.encode`` restricted to latin-1: how Python 3 pickles bytes at protocol < 3."""
-
-    def __call__(self, text, encoding="utf-8"):
-        if encoding.replace("-", "").lower() not in ("latin1", "iso88591"):
-            raise pickle.UnpicklingError(f"refused _codecs.encode with encoding {encoding!r}")
-        return text.encode("latin-1")
-
-
-def _plain_dtype(*args):
-    dtype = np.dtype(*args)
-    if dtype.hasobject:  # object arrays would unpickle arbitrary nested objects
-        raise pickle.UnpicklingError(f"refused numpy dtype {dtype} (holds Python objects)")
-    return dtype
-
-
-def _allowed_globals() -> dict[tuple[str, str], object]:
-    # Take the callables from numpy's own reduce output, so both numpy 1 and 2
-    # work without importing the deprecated ``numpy.core`` alias.
-    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]
-    scalar = np.float32(0).__reduce__()[0]
-    frombuffer = np.zeros(1).__reduce_ex__(5)[0]
-    allowed: dict[tuple[str, str], object] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): _plain_dtype,
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        ("_codecs", "encode"): _Latin1Encode(),
-    }
-    for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = reconstruct
-        allowed[(f"{package}.multiarray", "scalar")] = scalar
-        allowed[(f"{package}.numeric", "_frombuffer")] = frombuffer
-    return allowed
-
-
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles dicts of numpy arrays and refuses every other global.
-
-    ``find_class`` is the only way a pickle reaches a callable, so allowing
-    just numpy's array-rebuilding functions means nothing else can run.
-    """
-
-    def __init__(self, file, source: str):
-        # latin-1 turns Python 2 ``str`` (array bytes, key names) into text numpy accepts.
-        super().__init__(file, encoding="latin1")
-        self.source = source
-        self._allowed = _allowed_globals()
-
-    def find_class(self, module: str, name: str):
-        try:
-            return self._allowed[(module, name)]
-        except KeyError:
-            raise WeightFileError(
-                f"{self.source}: refused to unpickle global {module}.{name}; only numpy arrays "
-                f"are allowed in a weights pickle") from None
-
-
-def read_numpy_pickle(path: Path) -> dict[str, np.ndarray]:
-    """{name: array} from a pickle of numpy arrays, without running pickled code."""
-    try:
-        with open(path, "rb") as handle:
-            obj = NumpyOnlyUnpickler(handle, str(path)).load()
-    except WeightFileError:
-        raise
-    except Exception as exc:  # truncated or not a pickle at all
-        raise WeightFileError(f"{path} is not a readable pickle of numpy arrays: {exc}") from exc
-    if not isinstance(obj, Mapping):
-        raise WeightFileError(f"{path} holds a {type(obj).__name__}, not a dict of named arrays")
-    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, np.ndarray)]
-    if bad:
-        raise WeightFileError(f"{path}: entries that are not name -> numpy array: {bad[:8]}")
-    return dict(obj)
-
 
 # ---------------------------------------------------------------------------
 # VGG-Face

@@ -36,7 +36,6 @@ import importlib.util
 import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -46,6 +45,7 @@ from torch import nn
 
 from ..backbones.registry import Crop
 from ..errors import WeightFileError
+from ..safe_pickle import NumpyOnlyUnpickler
 from .landmarks import NUM_POINTS, LandmarkDetector
 
 MEANSHAPE = "meanshape_68.pkl"
@@ -59,18 +59,6 @@ MIRROR_68 = np.array(
     + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]  # outer lips
     + [64, 63, 62, 61, 60, 67, 66, 65])          # inner lips
 INNER_POINTS = tuple(range(17, NUM_POINTS))  # all but the jaw contour
-
-
-class _ArrayOnly(pickle.Unpickler):
-    """Unpickles plain numpy arrays and nothing else (no arbitrary code)."""
-
-    _ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype")})
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
-        return super().find_class(module, name)
 
 
 def insightface_meanshape_path() -> Path:
@@ -94,7 +82,7 @@ def load_meanshape(path: str | Path | None = None) -> np.ndarray:
     path = Path(path) if path is not None else insightface_meanshape_path()
     try:
         with open(path, "rb") as handle:
-            shape = np.asarray(_ArrayOnly(handle).load(), dtype=np.float64)
+            shape = np.asarray(NumpyOnlyUnpickler(handle, str(path)).load(), dtype=np.float64)
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
         raise WeightFileError(f"{path}: not a readable mean-shape pickle ({exc})") from exc
     if shape.shape != (NUM_POINTS, 3) or not np.isfinite(shape).all():

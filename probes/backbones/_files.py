@@ -1,0 +1,63 @@
+"""Helpers shared by every backbone whose weights the user brings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import WeightFileError
+
+
+
+
+def user_weights_required(name: str, release: str, formats: str) -> WeightFileError:
+    """The error for ``create_backbone(name)`` without a weights file."""
+    return WeightFileError(
+        f"backbone {name!r} needs weights=PATH: its weights are the user's to bring (faceprobe "
+        f"never downloads them). Get {release}. Accepted formats: {formats}. Or pass "
+        f"pretrained=False for random weights.")
+
+
+def existing_file(path: Path, name: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightFileError(f"weight file {path} for backbone {name!r} does not exist")
+    return path
+
+
+def read_torch_state(path: Path) -> dict[str, torch.Tensor]:
+    """A PyTorch state dict read with ``weights_only=True`` (no code runs).
+
+    A leading ``module.`` (saved from DataParallel/DDP) is stripped; a
+    training checkpoint that wraps the weights (``state_dict``, or
+    arcface_torch's ``state_dict_backbone``) is unwrapped.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or non-tensor files
+        raise WeightFileError(
+            f"{path} is not a readable PyTorch state dict (torch.load weights_only=True: {exc}); "
+            f"save the weights with torch.save(model.state_dict(), path)") from exc
+    for wrapper in ("state_dict_backbone", "state_dict"):
+        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
+            break
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightFileError(f"{path} does not hold a state dict of named tensors "
+                              f"(got {type(state).__name__})")
+    state = dict(state)
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def with_default_counters(net: nn.Module, tensors: Mapping) -> dict:
+    """Add BatchNorm ``num_batches_tracked`` counters a converted file lacks.
+
+    Caffe/MatConvNet conversions never had them; they do not affect inference.
+    """
+    counters = {k: v for k, v in net.state_dict().items() if k.endswith("num_batches_tracked")}
+    return {**counters, **tensors}
