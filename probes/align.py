@@ -4,14 +4,34 @@ Faces that are not pre-aligned are mapped onto a backbone's template: five
 points (eye centres, nose tip, mouth corners) from the 68 landmarks are fitted
 to the template by the least-squares similarity transform (Umeyama 1991,
 rotation + uniform scale + shift, no reflection), and the image is warped.
+
+Faces anywhere in an image (not cropped at all) go through
+:func:`detect_and_align` / :meth:`FaceAligner.align_unaligned`: face-api.js's
+TinyFaceDetector finds them, one face per image is chosen, the 68-landmark net
+runs on a square box around it, and the five points are warped onto the
+template as above.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .errors import ImageError
+from .errors import ImageError, NoFaceError
+
+# The detector :meth:`FaceAligner.align_unaligned` builds when given none. TinyFaceDetector misses
+# faces that fill its input; a black border of half the longer side and a 224 input found a face in
+# 199/200 UTKFace crops and 199/200 LFW frames (face-api's 416 without a border: 28/200 and 186/200).
+# For small faces in large photos pass ``FaceDetector(input_size=416)`` (or 608) instead.
+DETECTOR_DEFAULTS = {"input_size": 224, "pad": 0.5}
+SELECT_RULES = ("largest", "best", "centre")
+LANDMARK_INPUT = 112  # FaceLandmark68Net's input side: face crops are resampled to it once
 
 # insightface's ArcFace template for 112 x 112 chips (x, y): eyes, nose, mouth corners.
 ARCFACE_TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
@@ -75,7 +95,7 @@ class FaceAligner:
     of an LFW frame); the output chips have layout ``"chip"``.
     """
 
-    def __init__(self, template: np.ndarray, size: tuple[int, int], landmarks=None):
+    def __init__(self, template: np.ndarray, size: tuple[int, int], landmarks=None, detector=None):
         self.template = np.asarray(template, np.float64)
         if self.template.shape != (5, 2):
             raise ValueError(f"template must be 5 x 2 points, got {self.template.shape}")
@@ -85,14 +105,24 @@ class FaceAligner:
 
             landmarks = LandmarkDetector()
         self.landmarks = landmarks
+        self._detector = detector
 
     @classmethod
-    def for_backbone(cls, backbone, landmarks=None) -> "FaceAligner":
+    def for_backbone(cls, backbone, landmarks=None, detector=None) -> FaceAligner:
         """The aligner that produces ``backbone``'s chips (its template and input size)."""
         spec = getattr(backbone, "spec", backbone)
         if spec.align_template is None:
             raise ValueError(f"backbone {spec.name!r} defines no alignment template")
-        return cls(np.asarray(spec.align_template), spec.input_size, landmarks=landmarks)
+        return cls(np.asarray(spec.align_template), spec.input_size, landmarks=landmarks, detector=detector)
+
+    @property
+    def detector(self):
+        """The face detector of :meth:`align_unaligned` (built on first use: see :data:`DETECTOR_DEFAULTS`)."""
+        if self._detector is None:
+            from .labellers.detector import FaceDetector
+
+            self._detector = FaceDetector(**DETECTOR_DEFAULTS)
+        return self._detector
 
     def matrices(self, images, layout: str) -> np.ndarray:
         points = five_points(self.landmarks.predict(images, layout=layout))
@@ -111,3 +141,162 @@ class FaceAligner:
             warped = warp_affine(part, self.matrices(part, layout), self.size)
             chips.append((warped.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy())
         return np.concatenate(chips)
+
+    def align_unaligned(self, images, select: str = "largest", on_missing: str = "raise",
+                        names=None, box_scale: float = 1.0, batch_size: int = 32) -> DetectedFaces:
+        """Detect, landmark and align one face per image; images may have any size.
+
+        ``images``: a list of uint8 H x W x 3 arrays (sizes may differ), an
+        N x H x W x 3 array, or a list of image paths. For each image the face
+        detector's boxes are ranked by ``select``: ``"largest"`` (box area, the
+        default), ``"best"`` (detector score) or ``"centre"`` (box centre
+        nearest the image centre: LFW frames centre their subject, and in 1 of
+        200 LFW frames here a background face was the larger); the 68-landmark
+        net then sees a square of ``box_scale`` x the box's longer side around
+        that box's centre (zeros beyond the frame: face-api.js also feeds it
+        the detection box padded to a square), and the five points are warped
+        onto the template.
+
+        Images without a detection raise :class:`NoFaceError` naming every
+        one of them (``on_missing="raise"``), or are left out and listed in
+        the result's ``missing`` with a warning (``on_missing="skip"``).
+        """
+        if select not in SELECT_RULES:
+            raise ValueError(f"select must be one of {SELECT_RULES}, got {select!r}")
+        if on_missing not in ("raise", "skip"):
+            raise ValueError(f"on_missing must be 'raise' or 'skip', got {on_missing!r}")
+        if not box_scale > 0:
+            raise ValueError(f"box_scale must be positive, got {box_scale}")
+        arrays, names = _image_list(images, names)
+        all_boxes = self.detector.detect_batch(arrays, batch_size=batch_size)
+        missing = [i for i, b in enumerate(all_boxes) if len(b) == 0]
+        if missing and on_missing == "raise":
+            shown = ", ".join(_describe(i, names) for i in missing[:10])
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise NoFaceError(f"no face detected in {len(missing)} of {len(arrays)} image(s): {shown}{more}",
+                              missing=[names[i] if names is not None else i for i in missing])
+        if missing:
+            warnings.warn(f"no face detected in {len(missing)} of {len(arrays)} image(s), skipped: "
+                          + ", ".join(_describe(i, names) for i in missing[:10]), stacklevel=2)
+        kept = np.asarray([i for i in range(len(arrays)) if len(all_boxes[i])], dtype=np.int64)
+        boxes = np.stack([_choose(all_boxes[i], arrays[i].shape[:2], select) for i in kept]) if len(kept) \
+            else np.zeros((0, 5))
+        points = np.zeros((len(kept), 68, 2), np.float32)
+        for start in range(0, len(kept), batch_size):
+            part = range(start, min(start + batch_size, len(kept)))
+            crops, origins, sides = zip(*(_square_crop(arrays[kept[j]], boxes[j], box_scale) for j in part))
+            found = self.landmarks.predict(torch.cat(crops), layout="chip", batch_size=batch_size)
+            scale = np.asarray(sides, np.float32)[:, None, None] / LANDMARK_INPUT
+            points[start:start + len(part)] = found * scale + np.asarray(origins, np.float32)[:, None, :]
+        matrices = np.stack([similarity_transform(p, self.template) for p in five_points(points)]) if len(kept) \
+            else np.zeros((0, 2, 3))
+        chips = np.zeros((len(kept), *self.size, 3), np.uint8)
+        by_shape: dict[tuple, list[int]] = {}
+        for j, i in enumerate(kept):
+            by_shape.setdefault(arrays[i].shape, []).append(j)
+        from .backbones.registry import images_to_tensor
+
+        for group in by_shape.values():
+            for start in range(0, len(group), batch_size):
+                js = group[start:start + batch_size]
+                x = images_to_tensor(np.stack([arrays[kept[j]] for j in js]))
+                warped = warp_affine(x, matrices[js], self.size)
+                chips[js] = (warped.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        missing_names = [names[i] if names is not None else i for i in missing]
+        return DetectedFaces(chips, kept, np.asarray(missing, dtype=np.int64), missing_names, boxes, points, matrices)
+
+
+@dataclass(frozen=True)
+class DetectedFaces:
+    """What :meth:`FaceAligner.align_unaligned` found; row ``j`` of each array belongs to input ``index[j]``."""
+
+    chips: np.ndarray  # M x H x W x 3 uint8 aligned chips (layout "chip")
+    index: np.ndarray  # (M,) input position of each chip
+    missing: np.ndarray  # input positions with no detected face
+    missing_names: list  # their paths (or positions when no names were known)
+    boxes: np.ndarray  # (M, 5) chosen detection [x0, y0, x1, y1, score] in source pixels
+    landmarks: np.ndarray  # (M, 68, 2) points in source pixels
+    matrices: np.ndarray  # (M, 2, 3) source pixels -> chip pixels
+
+
+def detect_and_align(images, backbone_or_template, size=None, detector=None, landmarks=None,
+                     select: str = "largest", on_missing: str = "raise", names=None,
+                     box_scale: float = 1.0, batch_size: int = 32) -> DetectedFaces:
+    """Align faces in uncropped images onto a backbone's (or a given) five-point template.
+
+    ``backbone_or_template``: a backbone or spec with ``align_template`` (its
+    input size is used), or a 5 x 2 template in chip pixels with ``size`` =
+    (H, W). ``result.chips`` are the aligned chips; see
+    :meth:`FaceAligner.align_unaligned` for the other arguments.
+    """
+    if hasattr(backbone_or_template, "spec") or hasattr(backbone_or_template, "align_template"):
+        aligner = FaceAligner.for_backbone(backbone_or_template, landmarks=landmarks, detector=detector)
+        if size is not None and tuple(size) != aligner.size:
+            raise ValueError(f"size {tuple(size)} differs from the backbone's input size {aligner.size}")
+    else:
+        if size is None:
+            raise ValueError("a bare template needs size=(H, W) of the chips")
+        aligner = FaceAligner(backbone_or_template, size, landmarks=landmarks, detector=detector)
+    return aligner.align_unaligned(images, select=select, on_missing=on_missing, names=names,
+                                   box_scale=box_scale, batch_size=batch_size)
+
+
+def _image_list(images, names) -> tuple[list[np.ndarray], list | None]:
+    """Images as a list of H x W x 3 uint8 arrays, plus names for messages (paths when given)."""
+    from .images import load_image
+
+    if isinstance(images, torch.Tensor):
+        raise ImageError("detect_and_align takes uint8 H x W x 3 arrays or image paths, not tensors")
+    if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim == 3):
+        images = [images]  # one image
+    images = list(images)
+    if not images:
+        raise ImageError("empty batch: no images to align")
+    if all(isinstance(im, (str, Path)) for im in images):
+        names = [str(p) for p in images] if names is None else names
+        images = [load_image(p) for p in images]
+    if names is not None:
+        names = list(names)
+        if len(names) != len(images):
+            raise ValueError(f"{len(names)} names for {len(images)} images")
+    arrays = []
+    for i, im in enumerate(images):
+        a = np.asarray(im)
+        if a.ndim != 3 or a.shape[-1] != 3 or a.dtype != np.uint8:
+            raise ImageError(f"image {_describe(i, names)}: must be a uint8 H x W x 3 RGB array, "
+                             f"got {a.dtype} {a.shape}")
+        arrays.append(a)
+    return arrays, names
+
+
+def _describe(i: int, names) -> str:
+    return f"{i} ({names[i]})" if names is not None else str(i)
+
+
+def _choose(boxes: np.ndarray, shape: tuple[int, int], select: str) -> np.ndarray:
+    if select == "best":
+        return boxes[0]  # the detector returns boxes best first
+    if select == "largest":
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        return boxes[int(np.argmax(area))]
+    centre = np.array([shape[1], shape[0]]) / 2
+    dist = np.hypot(*(((boxes[:, :2] + boxes[:, 2:4]) / 2 - centre).T))
+    return boxes[int(np.argmin(dist))]
+
+
+def _square_crop(image: np.ndarray, box: np.ndarray, box_scale: float):
+    """1 x 3 x 112 x 112 [0, 1] crop of the square around ``box``; its (x, y) origin and side in pixels."""
+    h, w = image.shape[:2]
+    side = max(math.floor(box_scale * max(box[2] - box[0], box[3] - box[1]) + 0.5), 8)
+    x0 = math.floor((box[0] + box[2] - side) / 2 + 0.5)
+    y0 = math.floor((box[1] + box[3] - side) / 2 + 0.5)
+    crop = np.zeros((side, side, 3), np.uint8)  # zeros beyond the frame
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    if sx1 > sx0 and sy1 > sy0:
+        crop[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    x = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div_(255.0)
+    if side != LANDMARK_INPUT:
+        # as the landmark net's own prepare_input resizes: bilinear, antialiased when shrinking
+        x = F.interpolate(x, size=(LANDMARK_INPUT, LANDMARK_INPUT), mode="bilinear", align_corners=False,
+                          antialias=side > LANDMARK_INPUT).clamp_(0, 1)
+    return x, (float(x0), float(y0)), float(side)

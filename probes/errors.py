@@ -30,3 +30,11 @@ class UnknownNameError(FaceprobeError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class NoFaceError(ImageError):
+    """No face was detected in an image; the message names it (index or path), ``missing`` lists all."""
+
+    def __init__(self, message: str, missing=()):
+        super().__init__(message)
+        self.missing = list(missing)
