@@ -1,0 +1,599 @@
+"""A generic, resumable, optionally distributed training loop.
+
+The loop knows nothing about decoders or GANs. A :class:`TrainTask` owns the
+models and optimisers and does one optimisation step per call of
+``step(batch, step)``; the :class:`Trainer` provides everything around it:
+
+- a seeded data order: each epoch is a permutation drawn from a
+  ``torch.Generator`` whose state (and the current permutation and position)
+  is checkpointed; with ``world_size`` processes every step takes
+  ``batch_size * world_size`` consecutive indices of the permutation and rank
+  ``r`` keeps every ``world_size``-th of them (what ``DistributedSampler``
+  does, without its padding); an incomplete last batch of an epoch is dropped;
+- tqdm progress, ``log.csv`` (one row per ``log_every`` steps, averaged over the
+  window and over processes) and ``val.csv`` when the task validates; on resume
+  rows written after the checkpoint are dropped, so the log matches a run that
+  never stopped;
+- sample grids (``samples/step_XXXXXXX.png``) drawn under a forked RNG, so
+  drawing them changes nothing in the training;
+- checkpoints (``checkpoints/latest.pt`` every ``save_every`` steps and
+  ``checkpoints/step_XXXXXXX.pt`` every ``keep_every``) written atomically by
+  rank 0, loadable with ``torch.load(weights_only=True)``;
+- resume: models, optimisers, RNG states (torch, CUDA, numpy, Python), data
+  order, log window and elapsed time are restored, so an interrupted run --
+  even one killed with ``kill -9`` between saves -- ends with the same weights
+  as an uninterrupted one (bit-exact on CPU for single-process runs);
+- ``torchrun``: :func:`init_distributed` reads ``WORLD_SIZE``/``RANK``/
+  ``LOCAL_RANK`` and starts gloo (CPU) or nccl (CUDA);
+  :meth:`TrainTask.distribute` wraps the trainable models in
+  ``DistributedDataParallel``. Only rank 0's RNG state is checkpointed; other
+  ranks are reseeded from (seed, rank, step) on resume.
+
+A GAN task holds two models and two optimisers and does its discriminator and
+generator updates inside one ``step``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from probes.errors import FaceprobeError
+
+from .checkpoints import (
+    FORMAT,
+    CheckpointError,
+    atomic_save,
+    load_checkpoint,
+    remove_stale_temporaries,
+    rng_state,
+    set_rng_state,
+)
+from .templates import atomic_write_bytes
+
+
+class TrainingError(FaceprobeError):
+    """A training run that cannot start or go on (bad settings, output folder, diverged loss)."""
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: str = "cpu"
+    backend: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+def init_distributed(device: str = "cpu") -> DistributedContext:
+    """The process's place in a ``torchrun`` job (or a single-process context).
+
+    Starts the default process group (gloo on CPU, nccl on CUDA) when
+    ``WORLD_SIZE`` > 1; with CUDA each process takes GPU ``LOCAL_RANK``.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistributedContext(device=device)
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = str(device).startswith("cuda")
+    if cuda:
+        if not torch.cuda.is_available():
+            raise TrainingError("device cuda requested but CUDA is not available")
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    backend = "nccl" if cuda else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return DistributedContext(rank, world, local, device, backend)
+
+
+def shutdown_distributed(ctx: DistributedContext) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# --------------------------------------------------------------------------- data
+
+
+class BatchSource(Protocol):
+    """What the trainer iterates: ``len(source)`` items, ``source.get_batch(indices)`` -> a batch."""
+
+    def __len__(self) -> int: ...
+
+    def get_batch(self, indices: np.ndarray) -> Any: ...
+
+
+class ArrayData:
+    """A :class:`BatchSource` over equally long arrays/tensors: ``get_batch`` -> {name: tensor}.
+
+    numpy arrays (memory maps included) are indexed first, so only the batch is
+    copied; ``uint8`` images stay uint8 (the task converts them on its device).
+    """
+
+    def __init__(self, **arrays):
+        if not arrays:
+            raise TrainingError("ArrayData needs at least one array")
+        lengths = {name: len(a) for name, a in arrays.items()}
+        if len(set(lengths.values())) != 1:
+            raise TrainingError(f"arrays differ in length: {lengths}")
+        self.arrays = arrays
+        self.n = next(iter(lengths.values()))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def get_batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, array in self.arrays.items():
+            if isinstance(array, torch.Tensor):
+                out[name] = array[torch.as_tensor(indices, dtype=torch.long)]
+            else:
+                out[name] = torch.from_numpy(np.ascontiguousarray(array[np.asarray(indices)]))
+        return out
+
+
+class DataOrder:
+    """Seeded epoch permutations, sharded over processes; its state goes into checkpoints."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        if batch_size <= 0:
+            raise TrainingError(f"batch_size must be positive, got {batch_size}")
+        if n < batch_size * world_size:
+            raise TrainingError(f"the training data has {n} items, fewer than one batch "
+                                f"({batch_size} x {world_size} process(es)); use a smaller batch size")
+        self.n, self.batch_size, self.rank, self.world_size = n, batch_size, rank, world_size
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.epoch = 0
+        self.position = 0
+        self.permutation = torch.randperm(n, generator=self.generator)
+
+    def next_indices(self) -> np.ndarray:
+        """This rank's indices for the next step."""
+        global_batch = self.batch_size * self.world_size
+        if self.position + global_batch > self.n:
+            self.epoch += 1
+            self.position = 0
+            self.permutation = torch.randperm(self.n, generator=self.generator)
+        chunk = self.permutation[self.position:self.position + global_batch]
+        self.position += global_batch
+        return chunk[self.rank::self.world_size].numpy().copy()
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "epoch": self.epoch, "position": self.position,
+                "permutation": self.permutation.clone(), "n": self.n,
+                "global_batch": self.batch_size * self.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["n"]) != self.n:
+            raise CheckpointError(f"checkpoint was trained on {int(state['n'])} items, this data has {self.n}")
+        self.generator.set_state(state["generator"].to(torch.uint8))
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self.permutation = state["permutation"].to(torch.long).clone()
+
+
+# --------------------------------------------------------------------------- task
+
+
+class TrainTask:
+    """Base class of what the :class:`Trainer` trains.
+
+    Subclasses fill ``self.models`` and ``self.optimizers`` (dicts by name;
+    ``self.schedulers`` optional) and implement :meth:`step`. Inside ``step``
+    use ``self.net(name)``: the DDP-wrapped model in a distributed run, the
+    model itself otherwise.
+    """
+
+    kind = "task"
+
+    def __init__(self):
+        self.models: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, Any] = {}
+        self._wrapped: dict[str, nn.Module] = {}
+
+    # -- required
+    def step(self, batch, step: int) -> dict[str, float]:
+        """One optimisation step on ``batch`` (``step`` = number of steps done before it).
+        Returns scalar losses/metrics to log."""
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """Everything needed to rebuild the task (JSON-able); saved in checkpoints."""
+        return {}
+
+    # -- optional
+    def sample(self, step: int) -> torch.Tensor | None:
+        """Images for a sample grid (N x 3 x H x W in [0, 1]) or None."""
+        return None
+
+    sample_columns: int = 8
+
+    def validate(self, step: int) -> dict[str, float] | None:
+        return None
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def check_resume(self, checkpoint: dict) -> None:
+        """Raise :class:`CheckpointError` when ``checkpoint`` cannot continue this task."""
+        if checkpoint.get("kind") != self.kind:
+            raise CheckpointError(f"{checkpoint.get('path')} is a {checkpoint.get('kind')!r} checkpoint, "
+                                  f"this is a {self.kind!r} task")
+
+    # -- provided
+    def net(self, name: str) -> nn.Module:
+        return self._wrapped.get(name, self.models[name])
+
+    def distribute(self, ctx: DistributedContext) -> None:
+        """Wrap every model with trainable parameters in DistributedDataParallel."""
+        if not ctx.enabled:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        for name, model in self.models.items():
+            if any(p.requires_grad for p in model.parameters()):
+                ids = [ctx.local_rank] if str(ctx.device).startswith("cuda") else None
+                self._wrapped[name] = DistributedDataParallel(model, device_ids=ids)
+
+    def train(self, mode: bool = True) -> None:
+        for model in self.models.values():
+            model.train(mode)
+
+    def state_dict(self) -> dict:
+        return {"models": {k: m.state_dict() for k, m in self.models.items()},
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+                "extra": self.extra_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for group in ("models", "optimizers", "schedulers"):
+            mine, theirs = getattr(self, group), state.get(group, {})
+            if set(mine) != set(theirs):
+                raise CheckpointError(f"checkpoint {group} {sorted(theirs)} do not match the task's {sorted(mine)}")
+            for name, obj in mine.items():
+                try:
+                    obj.load_state_dict(theirs[name])
+                except (RuntimeError, ValueError, KeyError) as exc:
+                    raise CheckpointError(f"checkpoint {group[:-1]} {name!r} does not fit: {exc}") from exc
+        self.load_extra_state(state.get("extra", {}))
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+@dataclass
+class TrainerSettings:
+    steps: int = 1000
+    batch_size: int = 32  # per process
+    seed: int = 0
+    save_every: int = 100  # latest.pt
+    keep_every: int = 1000  # step_XXXXXXX.pt (0 = never)
+    log_every: int = 10
+    sample_every: int = 200  # 0 = never (a last grid is always drawn at the end)
+    validate_every: int = 0  # 0 = only at the end
+    time_limit_s: float | None = None  # stop (and save) once training time passes this
+    progress: bool = True
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "save_every", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise TrainingError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("keep_every", "sample_every", "validate_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise TrainingError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.time_limit_s is not None and not self.time_limit_s > 0:
+            raise TrainingError(f"time_limit_s must be positive, got {self.time_limit_s}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainerSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _every(step: int, every: int) -> bool:
+    return every > 0 and step % every == 0
+
+
+@dataclass
+class TrainResult:
+    step: int
+    epoch: int
+    elapsed_s: float
+    stopped_early: bool
+    last_losses: dict[str, float] = field(default_factory=dict)
+    checkpoint: Path | None = None
+
+
+class Trainer:
+    """Runs a :class:`TrainTask` over a :class:`BatchSource` into ``out_dir``.
+
+    ``out_dir`` receives ``checkpoints/``, ``samples/``, ``log.csv`` and
+    ``val.csv``. ``resume=True`` continues from ``checkpoints/latest.pt`` when it
+    exists (else starts fresh). The caller seeds and builds the task's models
+    before constructing the trainer (weight init is the caller's randomness).
+    """
+
+    def __init__(self, task: TrainTask, data: BatchSource, out_dir: str | Path, settings: TrainerSettings,
+                 ctx: DistributedContext | None = None, resume: bool = False):
+        self.task, self.data, self.settings = task, data, settings
+        self.ctx = ctx or DistributedContext()
+        self.out = Path(out_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.sample_dir = self.out / "samples"
+        self.order = DataOrder(len(data), settings.batch_size, settings.seed, self.ctx.rank, self.ctx.world_size)
+        self.step = 0
+        self.elapsed = 0.0
+        self.window: dict[str, list[float]] = {}
+        self._stop_signal: int | None = None
+        self.resumed_from: str | None = None
+        if self.ctx.is_main:
+            try:
+                for folder in (self.out, self.ckpt_dir, self.sample_dir):
+                    folder.mkdir(parents=True, exist_ok=True)
+                probe = self.out / ".write-test"
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as exc:
+                raise TrainingError(f"cannot write to the output folder {self.out}: {exc}") from exc
+            remove_stale_temporaries(self.ckpt_dir)
+            remove_stale_temporaries(self.out)
+        self.ctx.barrier()
+        if resume and (self.ckpt_dir / "latest.pt").is_file():
+            self._restore(load_checkpoint(self.ckpt_dir / "latest.pt"))
+        elif self.ctx.is_main:
+            # A fresh start owns the logs: earlier rows would describe another run.
+            for name in ("log.csv", "val.csv"):
+                (self.out / name).unlink(missing_ok=True)
+        task.distribute(self.ctx)
+
+    # -- checkpoints
+    def checkpoint_state(self) -> dict:
+        state = {"format": FORMAT, "kind": self.task.kind, "config": self.task.config(),
+                 "trainer": self.settings.to_dict(), "step": self.step, "epoch": self.order.epoch,
+                 "elapsed_s": self.elapsed, "world_size": self.ctx.world_size, "rng": rng_state(),
+                 "data_order": self.order.state_dict(),
+                 "log_window": {k: [float(v[0]), float(v[1])] for k, v in self.window.items()}}
+        state.update(self.task.state_dict())
+        return state
+
+    def save(self) -> Path | None:
+        path = None
+        if self.ctx.is_main:
+            state = self.checkpoint_state()
+            if _every(self.step, self.settings.keep_every):
+                atomic_save(state, self.ckpt_dir / f"step_{self.step:07d}.pt")
+            path = atomic_save(state, self.ckpt_dir / "latest.pt")
+        self.ctx.barrier()
+        return path
+
+    def _restore(self, state: dict) -> None:
+        self.task.check_resume(state)
+        self.task.load_state_dict(state)
+        self.order.load_state_dict(state["data_order"])
+        if int(state["data_order"]["global_batch"]) != self.settings.batch_size * self.ctx.world_size:
+            raise CheckpointError(
+                f"{state['path']}: trained with a global batch of {int(state['data_order']['global_batch'])}, "
+                f"resuming with {self.settings.batch_size} x {self.ctx.world_size}; keep the batch size")
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+        self.window = {k: [float(v[0]), float(v[1])] for k, v in state.get("log_window", {}).items()}
+        if self.ctx.is_main:
+            set_rng_state(state["rng"])
+        else:
+            torch.manual_seed(self.settings.seed + 1_000_003 * self.ctx.rank + self.step)
+            np.random.seed((self.settings.seed + 7919 * self.ctx.rank + self.step) % 2 ** 32)
+        if self.ctx.is_main:
+            for name in ("log.csv", "val.csv"):
+                _truncate_csv(self.out / name, self.step)
+        self.resumed_from = state["path"]
+
+    # -- logging
+    def _reduce(self, values: dict[str, float]) -> dict[str, float]:
+        if not self.ctx.enabled or not values:
+            return values
+        keys = sorted(values)
+        device = self.ctx.device if self.ctx.backend == "nccl" else "cpu"
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return {k: float(v) / self.ctx.world_size for k, v in zip(keys, t.cpu().tolist())}
+
+    def _log_row(self) -> dict[str, float]:
+        means = {k: s / max(c, 1) for k, (s, c) in sorted(self.window.items())}
+        means = self._reduce(means)
+        self.window = {}
+        if self.ctx.is_main:
+            row = {"step": self.step, "epoch": self.order.epoch, "time_s": round(self.elapsed, 3), **means}
+            _append_csv(self.out / "log.csv", row)
+        return means
+
+    def _sample(self) -> None:
+        if not self.ctx.is_main:
+            return
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() and "cuda" in str(self.ctx.device) else []
+        with torch.random.fork_rng(devices=devices):
+            images = self.task.sample(self.step)
+        if images is not None:
+            save_grid(images, self.sample_dir / f"step_{self.step:07d}.png", self.task.sample_columns)
+
+    def _validate(self) -> None:
+        if not self.ctx.is_main:
+            return
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() and "cuda" in str(self.ctx.device) else []
+        with torch.random.fork_rng(devices=devices):
+            metrics = self.task.validate(self.step)
+        if metrics:
+            _append_csv(self.out / "val.csv", {"step": self.step, "time_s": round(self.elapsed, 3), **metrics})
+
+    # -- loop
+    @contextmanager
+    def _signals(self):
+        """SIGINT/SIGTERM finish the current step, save, and stop (main thread only)."""
+        def handler(signum, frame):
+            self._stop_signal = signum
+
+        previous = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            pass
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def fit(self) -> TrainResult:
+        s = self.settings
+        last: dict[str, float] = {}
+        stopped = False
+        self.task.train(True)
+        bar = tqdm(total=s.steps, initial=min(self.step, s.steps), desc=f"train {self.task.kind}", unit="step",
+                   disable=not (s.progress and self.ctx.is_main), dynamic_ncols=True)
+        with self._signals(), bar:
+            while self.step < s.steps:
+                indices = self.order.next_indices()
+                batch = self.data.get_batch(indices)
+                t0 = time.perf_counter()
+                losses = self.task.step(batch, self.step)
+                self.step += 1
+                self.elapsed += time.perf_counter() - t0
+                for name, value in losses.items():
+                    value = float(value)
+                    if not math.isfinite(value):
+                        raise TrainingError(f"loss {name} is {value} at step {self.step}; training diverged "
+                                            f"(last checkpoint: {self.ckpt_dir / 'latest.pt'})")
+                    acc = self.window.setdefault(name, [0.0, 0.0])
+                    acc[0] += value
+                    acc[1] += 1
+                bar.update(1)
+                final = self.step == s.steps
+                stop = (s.time_limit_s is not None and self.elapsed >= s.time_limit_s) \
+                    or self._stop_signal is not None
+                if self.ctx.enabled:
+                    # Every process must stop at the same step, whoever saw the signal or the clock.
+                    device = self.ctx.device if self.ctx.backend == "nccl" else "cpu"
+                    flag = torch.tensor([float(stop)], device=device)
+                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                    stop = bool(flag.item())
+                if _every(self.step, s.log_every) or final or stop:
+                    last = self._log_row()
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in list(last.items())[:4]}, refresh=False)
+                if _every(self.step, s.sample_every) or final or stop:
+                    self._sample()
+                if _every(self.step, s.validate_every) or final or stop:
+                    self._validate()
+                if _every(self.step, s.save_every) or _every(self.step, s.keep_every) or final or stop:
+                    self.save()
+                if stop and not final:
+                    stopped = True
+                    break
+        ckpt = self.ckpt_dir / "latest.pt"
+        return TrainResult(self.step, self.order.epoch, self.elapsed, stopped, last,
+                           ckpt if ckpt.is_file() else None)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    """Append one row; the header is fixed by the file's first row (later new keys are dropped)."""
+    exists = path.is_file() and path.stat().st_size > 0
+    if exists:
+        with open(path, newline="") as handle:
+            header = next(csv.reader(handle), None) or list(row)
+    else:
+        header = list(row)
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore", restval="")
+        if not exists:
+            writer.writeheader()
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _truncate_csv(path: Path, step: int) -> None:
+    """Keep the header and the rows with ``step`` <= the checkpoint's (atomic rewrite)."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return
+    header, body = rows[0], rows[1:]
+    col = header.index("step") if "step" in header else 0
+    keep = []
+    for row in body:
+        try:
+            if row and int(float(row[col])) <= step:
+                keep.append(row)
+        except (ValueError, IndexError):
+            pass  # a line cut short by a kill
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([header] + keep)
+    atomic_write_bytes(path, lambda h: h.write(buffer.getvalue().encode()))
+
+
+def read_log(path: str | Path):
+    """A run's ``log.csv`` (or ``val.csv``) as a pandas DataFrame."""
+    import pandas as pd
+
+    return pd.read_csv(path)
+
+
+def save_grid(images: torch.Tensor, path: str | Path, columns: int = 8, pad: int = 2) -> Path:
+    """Save N x 3 x H x W images in [0, 1] as one PNG grid (atomically); returns the path."""
+    from PIL import Image
+
+    x = images.detach().float().clamp(0, 1).cpu()
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise TrainingError(f"sample images must be N x 3 x H x W, got {tuple(x.shape)}")
+    n, _, h, w = x.shape
+    cols = max(1, min(columns, n))
+    rows = math.ceil(n / cols)
+    grid = torch.ones(3, rows * (h + pad) + pad, cols * (w + pad) + pad)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = x[i]
+    array = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, lambda h: Image.fromarray(array).save(h, format="PNG"))
+    return path
