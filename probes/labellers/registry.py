@@ -60,6 +60,7 @@ def _ensure_builtin() -> None:
         "estimated yaw/pitch/roll (degrees) from FaceLandmark68Net's 68 points and a weak-perspective PnP "
         "against insightface's 3D mean face; positive yaw = face turned to its own left",
         "FaceLandmark68Net via @vladmandic/face-api@1.7.15; meanshape_68.pkl from insightface", "MIT"))
+    from . import hse  # noqa: F401  (registers "hse-agegender" on import)
 
 
 def list_labellers() -> list[str]:

@@ -1,0 +1,229 @@
+"""Variational MI lower bounds and the critics they train.
+
+Every bound reads the same two score arrays a critic T(x, y) produces:
+``joint`` (n,) = T(x_i, y_i) on paired samples, and ``neg`` (n, K) = T(x_i, y_j) on K
+re-pairings j != i per row, i.e. samples of the product of marginals. A bound provides
+``value`` (the estimate, used on validation / evaluation data) and ``loss`` (what training
+minimises; differs from -value for MINE's bias-corrected gradient and SMILE's JS training).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def log_mean_exp(t: torch.Tensor) -> torch.Tensor:
+    t = t.reshape(-1)
+    return torch.logsumexp(t, 0) - math.log(t.numel())
+
+
+class Bound:
+    """Interface: ``value(joint, neg)`` -> scalar estimate; ``loss(joint, neg)`` -> training loss."""
+
+    name = "bound"
+    row_decomposable = False  # True when value is a mean over rows (InfoNCE)
+
+    def reset(self) -> None:
+        """Clear training state (moving averages) before a fit."""
+
+    def value(self, joint: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, joint: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        return -self.value(joint, neg)
+
+    def marginal_term(self, neg: torch.Tensor) -> torch.Tensor:
+        """The part of ``value`` that does not depend on the joint scores (value = mean(joint) - this)."""
+        raise NotImplementedError
+
+
+class DonskerVaradhan(Bound):
+    """MINE: I >= E_p[T] - log E_q[e^T] (Belghazi et al. 2018).
+
+    The minibatch gradient of log E_q[e^T] is biased (a ratio of minibatch means); MINE replaces
+    the denominator E_q[e^T] by an exponential moving average over batches (``ema_rate``).
+    The surrogate ``mean(joint) - exp(lme(neg) - log_ema)`` has exactly that gradient; the
+    average is kept in the log domain so large critic values cannot overflow.
+    ``ema_rate=None`` gives the plain (biased-gradient) DV objective.
+    """
+
+    name = "dv"
+
+    def __init__(self, ema_rate: float | None = 0.01):
+        self.ema_rate = ema_rate
+        self.reset()
+
+    def reset(self) -> None:
+        self._log_ema = None
+
+    def marginal_term(self, neg):
+        return log_mean_exp(neg)
+
+    def value(self, joint, neg):
+        return joint.mean() - log_mean_exp(neg)
+
+    def loss(self, joint, neg):
+        lme = log_mean_exp(neg)
+        if self.ema_rate is None:
+            return -(joint.mean() - lme)
+        current = lme.detach()
+        if self._log_ema is None:
+            self._log_ema = current
+        else:
+            a = self.ema_rate
+            self._log_ema = torch.logaddexp(self._log_ema + math.log1p(-a), current + math.log(a))
+        return -(joint.mean() - torch.exp(lme - self._log_ema))
+
+
+class NWJ(Bound):
+    """Nguyen-Wainwright-Jordan (f-divergence) bound: I >= E_p[T] - E_q[e^(T - 1)]; unbiased minibatch gradient."""
+
+    name = "nwj"
+
+    def marginal_term(self, neg):
+        return torch.exp(log_mean_exp(neg) - 1.0)
+
+    def value(self, joint, neg):
+        return joint.mean() - self.marginal_term(neg)
+
+
+class SMILE(Bound):
+    """SMILE (Song & Ermon 2020): critic trained with the Jensen-Shannon (f-GAN) objective, whose optimum is
+    the log density ratio; the estimate is DV with e^T clipped to [e^-tau, e^tau] in the marginal term,
+    which bounds its variance. tau=inf gives plain DV on a JS-trained critic."""
+
+    name = "smile"
+
+    def __init__(self, tau: float = 5.0):
+        self.tau = tau
+
+    def marginal_term(self, neg):
+        return log_mean_exp(neg.clamp(-self.tau, self.tau))
+
+    def value(self, joint, neg):
+        return joint.mean() - self.marginal_term(neg)
+
+    def loss(self, joint, neg):
+        js = -F.softplus(-joint).mean() - F.softplus(neg).mean()
+        return -js
+
+
+class InfoNCE(Bound):
+    """InfoNCE / CPC (van den Oord et al. 2018): each row classifies its positive among K+1 candidates,
+    I >= mean_i [T_ii - log((1/(K+1)) sum_candidates e^T)]. Capped at log(K + 1): use many negatives."""
+
+    name = "infonce"
+    row_decomposable = True
+
+    def rows(self, joint, neg):
+        log_sum = torch.logaddexp(joint, torch.logsumexp(neg, dim=1))
+        return joint - log_sum + math.log(neg.shape[1] + 1)
+
+    def value(self, joint, neg):
+        return self.rows(joint, neg).mean()
+
+
+def make_bound(name: str, ema_rate: float | None, tau: float) -> Bound:
+    if name == "dv":
+        return DonskerVaradhan(ema_rate)
+    if name == "nwj":
+        return NWJ()
+    if name == "smile":
+        return SMILE(tau)
+    if name == "infonce":
+        return InfoNCE()
+    raise ValueError(f"unknown bound {name!r}")
+
+
+# ----------------------------------------------------------------------------------------- critics
+
+
+class ConcatCritic(nn.Module):
+    """T(x, y) = MLP([x, y]). The first layer is split as W_x x + W_y y + b so that re-pairing x's and y's
+    (negatives, permutations, bootstrap) only re-runs the layers after the first; for a discrete y the
+    W_y y of a one-hot y is a column lookup (an embedding), identical to a linear layer on the one-hot code."""
+
+    separable = False
+
+    def __init__(self, d_x: int, d_y: int, n_classes: int | None, hidden=(128, 128)):
+        super().__init__()
+        hidden = tuple(int(h) for h in hidden)
+        if not hidden:
+            raise ValueError("hidden must name at least one layer width")
+        self.x_in = nn.Linear(d_x, hidden[0], bias=False)
+        if n_classes is None:
+            self.y_in = nn.Linear(d_y, hidden[0])
+        else:
+            self.y_in = nn.Embedding(n_classes, hidden[0])
+            nn.init.uniform_(self.y_in.weight, -1.0, 1.0)  # same scale as a unit-variance input's projection
+        layers: list[nn.Module] = []
+        for a, b in itertools.pairwise(hidden):
+            layers += [nn.ReLU(), nn.Linear(a, b)]
+        layers += [nn.ReLU(), nn.Linear(hidden[-1], 1)]
+        self.head = nn.Sequential(*layers)
+
+    def encode_x(self, x):
+        return self.x_in(x)
+
+    def encode_y(self, y):
+        return self.y_in(y)
+
+    def score_pairs(self, ex, ey):
+        return self.head(ex + ey).squeeze(-1)
+
+
+class SeparableCritic(nn.Module):
+    """T(x, y) = f(x) . g(y): all n x n pairings cost one matrix product, so every other sample of a batch
+    is a negative (the usual InfoNCE critic)."""
+
+    separable = True
+
+    def __init__(self, d_x: int, d_y: int, n_classes: int | None, hidden=(128, 128), embed_dim: int = 32):
+        super().__init__()
+        self.f = _mlp(d_x, hidden, embed_dim)
+        if n_classes is None:
+            self.g = _mlp(d_y, hidden, embed_dim)
+        else:
+            self.g = nn.Embedding(n_classes, embed_dim)
+            nn.init.normal_(self.g.weight, 0.0, 1.0 / math.sqrt(embed_dim))
+
+    def encode_x(self, x):
+        return self.f(x)
+
+    def encode_y(self, y):
+        return self.g(y)
+
+    def score_pairs(self, ex, ey):
+        return (ex * ey).sum(-1)
+
+    def score_matrix(self, ex, ey):
+        return ex @ ey.T
+
+
+def _mlp(d_in: int, hidden, d_out: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(d_in, int(h)), nn.ReLU()]
+        d_in = int(h)
+    layers.append(nn.Linear(d_in, d_out))
+    return nn.Sequential(*layers)
+
+
+def batch_scores(critic: nn.Module, ex: torch.Tensor, ey: torch.Tensor, shifts) -> tuple[torch.Tensor, torch.Tensor]:
+    """(joint, neg) for encoded rows. Separable critics with ``shifts=None`` use every other row as a
+    negative; otherwise row i is re-paired with row (i + s) mod n for each shift s in ``shifts``."""
+    n = ex.shape[0]
+    if critic.separable and shifts is None:
+        m = critic.score_matrix(ex, ey)
+        # Off-diagonal entries row by row via a strided view (a boolean mask gather is far slower).
+        off = m.flatten()[1:].view(n - 1, n + 1)[:, :-1].reshape(n, n - 1)
+        return m.diagonal(), off
+    # One pass over all (K + 1) pairings: cheaper than K + 1 small passes.
+    ey_all = torch.cat([ey] + [torch.roll(ey, -int(s), dims=0) for s in shifts])
+    scores = critic.score_pairs(ex.repeat(len(shifts) + 1, 1), ey_all).reshape(len(shifts) + 1, n)
+    return scores[0], scores[1:].T
