@@ -11,8 +11,6 @@ from torch import nn
 from ..errors import WeightFileError
 
 
-
-
 def user_weights_required(name: str, release: str, formats: str) -> WeightFileError:
     """The error for ``create_backbone(name)`` without a weights file."""
     return WeightFileError(

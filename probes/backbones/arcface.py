@@ -25,10 +25,15 @@ import torch
 from torch import nn
 
 from .. import weights as weight_store
-from ..errors import FaceprobeError, WeightFileError
 from ..align import ARCFACE_TEMPLATE_112
+from ..errors import FaceprobeError, WeightFileError
+from ._files import (
+    existing_file,
+    read_torch_state,
+    user_weights_required,
+    with_default_counters,
+)
 from .registry import BackboneSpec, load_named_tensors, register_backbone
-from ._files import existing_file, read_torch_state, user_weights_required, with_default_counters
 
 IRESNET50_LAYERS = (3, 4, 14, 3)
 EMBEDDING_SIZE = 512

@@ -27,6 +27,7 @@ from torch import nn
 from .. import weights as weight_store
 from ..errors import WeightFileError
 from ..tfjs import conv_filter, read_weights_manifest
+from ._files import read_torch_state
 from .registry import BackboneSpec, load_named_tensors, register_backbone
 
 MANIFEST = "face_recognition_model-weights_manifest.json"
@@ -150,11 +151,7 @@ def load_dlib_resnet(net: nn.Module, weights: Path | None) -> str:
     if weights.suffix == ".json":
         load_named_tensors(net, _faceapi_to_state(read_weights_manifest(weights)), str(weights))
     else:
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several types for corrupt files
-            raise WeightFileError(f"{weights} is not a readable PyTorch state dict: {exc}") from exc
-        load_named_tensors(net, state, str(weights))
+        load_named_tensors(net, read_torch_state(weights), str(weights))
     return weight_store.sha256_of(weights)
 
 

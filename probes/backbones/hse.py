@@ -41,6 +41,7 @@ from .. import weights as weight_store
 from ..align import ARCFACE_TEMPLATE_112
 from ..errors import WeightFileError
 from ..tfjs_graph import GraphModelFile, TFJSGraph, read_graph_model
+from ._files import read_torch_state
 from .registry import BackboneSpec, load_named_tensors, register_backbone
 
 HSE_JSON, HSE_BIN = "faceres.json", "faceres.bin"
@@ -147,11 +148,7 @@ class _GraphBackbone:
                                       "takes only the same graph with other weights)")
             net.load_tensors(model.decode_weights(), str(weights))
             return _shards_id(model)
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several types for corrupt files
-            raise WeightFileError(f"{weights} is not a readable PyTorch state dict: {exc}") from exc
-        load_named_tensors(net, state, str(weights))
+        load_named_tensors(net, read_torch_state(weights), str(weights))
         return weight_store.sha256_of(weights)
 
 

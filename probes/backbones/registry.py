@@ -86,7 +86,7 @@ def get_spec(name: str) -> BackboneSpec:
 
 def _ensure_builtin() -> None:
     # The built-in specs register themselves on import of their modules.
-    from . import dlib_resnet, vggface, arcface, hse  # noqa: F401
+    from . import arcface, dlib_resnet, hse, vggface  # noqa: F401
 
 
 def images_to_tensor(images) -> torch.Tensor:

@@ -32,7 +32,12 @@ from torch import nn
 
 from .. import weights as weight_store
 from ..safe_pickle import read_numpy_pickle
-from ._files import existing_file, read_torch_state, user_weights_required, with_default_counters
+from ._files import (
+    existing_file,
+    read_torch_state,
+    user_weights_required,
+    with_default_counters,
+)
 from .registry import BackboneSpec, load_named_tensors, register_backbone
 
 # ---------------------------------------------------------------------------

@@ -9,7 +9,16 @@ returning one :class:`MIResult`:
 >>> result.estimate, result.ci_low, result.ci_high, result.p_value  # doctest: +SKIP
 """
 
-from .estimators import MINE, NWJ, SMILE, InfoNCE, LinearProbe, MIEstimator, NeuralMIEstimator, ProbeBound
+from .estimators import (
+           MINE,
+           NWJ,
+           SMILE,
+           InfoNCE,
+           LinearProbe,
+           MIEstimator,
+           NeuralMIEstimator,
+           ProbeBound,
+)
 from .results import EstimationError, MIResult
 
 __all__ = ["MINE", "NWJ", "SMILE", "EstimationError", "InfoNCE", "LinearProbe", "MIEstimator", "MIResult",

@@ -24,7 +24,13 @@ from ..backbones import create_backbone
 from ..capture import LayerCapture
 from ..datasets import load_dataset
 from ..errors import FaceprobeError
-from .sweep import ESTIMATORS, KNOWN_ATTRIBUTES, collect_labels, expressivity_sweep, plot_expressivity
+from .sweep import (
+    ESTIMATORS,
+    KNOWN_ATTRIBUTES,
+    collect_labels,
+    expressivity_sweep,
+    plot_expressivity,
+)
 
 OUTPUT_FILES = ("results.csv", "results.json", "expressivity.png")
 

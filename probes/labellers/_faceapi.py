@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import weights as weight_store
+from ..backbones._files import read_torch_state
 from ..backbones.registry import Crop, images_to_tensor, load_named_tensors
 from ..errors import ImageError, UnknownNameError, WeightFileError
 from ..tfjs import conv_filter, dense_weight, depthwise_filter, read_weights_manifest
@@ -113,11 +114,7 @@ def load_faceapi_weights(net: nn.Module, manifest: str, shard: str, weights: str
     if weights.suffix == ".json":
         load_named_tensors(net, faceapi_to_state(read_weights_manifest(weights), str(weights)), str(weights))
     else:
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several types for corrupt files
-            raise WeightFileError(f"{weights} is not a readable PyTorch state dict: {exc}") from exc
-        load_named_tensors(net, state, str(weights))
+        load_named_tensors(net, read_torch_state(weights), str(weights))
     return weight_store.sha256_of(weights)
 
 
