@@ -82,5 +82,7 @@ def test_bad_image_inputs(dlib):
         dlib(torch.rand(3, 150, 150))
     with pytest.raises(ImageError, match="uint8"):
         dlib.embed(np.zeros((1, 150, 150, 3), np.float32))
+    with pytest.raises(ImageError, match="60x60 px are too small.*dlib-resnet29"):
+        dlib.embed(np.zeros((1, 60, 60, 3), np.uint8))
     with pytest.raises(UnknownNameError, match="no crop for layout"):
         dlib.embed(np.zeros((1, 150, 150, 3), np.uint8), layout="casia")

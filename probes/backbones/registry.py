@@ -143,6 +143,17 @@ class FaceBackbone(nn.Module):
                 f"{', '.join(self.spec.tap_layers)}")
         return self.net.get_submodule(name)
 
+    def check_size(self, size: tuple[int, int], layout: str, min_fraction: float = 0.5) -> None:
+        """Refuse images whose ``layout`` crop is under ``min_fraction`` of the input size."""
+        _, _, height, width = self.spec.crop_for(layout)
+        crop_h, crop_w = height * size[0], width * size[1]
+        need_h, need_w = (min_fraction * s for s in self.spec.input_size)
+        if crop_h < need_h or crop_w < need_w:
+            raise ImageError(
+                f"images of {size[1]}x{size[0]} px are too small for backbone {self.spec.name!r} with layout "
+                f"{layout!r}: its face region is {crop_w:.0f}x{crop_h:.0f} px, under half the "
+                f"{self.spec.input_size[1]}x{self.spec.input_size[0]} input")
+
     def preprocess(self, images: torch.Tensor, layout: str = "chip") -> torch.Tensor:
         """[0, 1] RGB images -> the network's input (crop, resize, colour order, normalise)."""
         x = images_to_tensor(images).to(self._mean.device)
@@ -170,8 +181,14 @@ class FaceBackbone(nn.Module):
 
     @torch.no_grad()
     def embed(self, images, layout: str = "chip", batch_size: int = 64) -> np.ndarray:
-        """Embeddings of uint8 images (or a [0, 1] tensor) as an N x D float32 array."""
+        """Embeddings of uint8 images (or a [0, 1] tensor) as an N x D float32 array.
+
+        Raises :class:`ImageError` when the face region of ``layout`` is smaller
+        than half the network's input side: upsampling more than 2x invents the
+        detail a face template is made of.
+        """
         x = images_to_tensor(images)
+        self.check_size(x.shape[-2:], layout)
         was_training = self.training
         self.eval()
         try:
