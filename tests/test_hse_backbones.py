@@ -50,7 +50,7 @@ def test_registered_with_their_preprocessing():
 @pytest.mark.parametrize("name", NAMES)
 def test_tiny_capture_through_every_tap(backbones, name):
     backbone = backbones[name]
-    images = np.random.default_rng(0).integers(0, 256, size=(2, 120, 110, 3), dtype=np.uint8)
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 130, 120, 3), dtype=np.uint8)
     result = LayerCapture(backbone, progress=False).capture(images)
     assert list(result) == list(backbone.tap_layers)
     emb = result[backbone.spec.embedding_layer]
