@@ -32,8 +32,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from probes import weights as weight_store
 from probes.tfjs_graph import load_graph_model
 

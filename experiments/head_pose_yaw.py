@@ -1,6 +1,6 @@
 """Estimated head yaw on UTKFace: a mirror-consistency check and the yaw distribution.
 
-    python experiments/head_pose_yaw.py --data-root /work/shared/data [--n 1000] [--n-mirror 200]
+    python experiments/head_pose_yaw.py --data-root ../shared/data [--n 1000] [--n-mirror 200]
 
 No data set here has ground-truth pose, so the check is internal: a mirrored
 face must get the opposite yaw (target: mean |yaw + yaw_mirrored| < 3 degrees
