@@ -23,13 +23,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+from _timing import load_average, timed
 
 BACKBONES = ("dlib-resnet29", "hse-mobilenet-vggface2", "mobileface")
 LFW_FILES = ("results/lfw_verification.json", "results/lfw_verification_human.json")
@@ -48,10 +47,6 @@ ALIGN_NAMES = {"crop": "documented crop", "landmarks": "5-point alignment"}
 def fail(message: str) -> None:
     print(f"backbone_throughput: {message}", file=sys.stderr)
     sys.exit(2)
-
-
-def load_average() -> float:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 def read_lfw(files) -> tuple[dict, dict]:
@@ -89,20 +84,6 @@ def test_images(backbone, n: int, data_root: str | None, seed: int = 0):
     dataset = load_utkface(data_root, max_images=n, seed=seed)
     images = dataset.load_images()
     return images, "utkface", f"UTKFace {images.shape[1]}x{images.shape[2]} (layout utkface: crop + resize timed)"
-
-
-def timed(run, n_images: int, repeats: int) -> dict:
-    """Wall and CPU time of ``run()`` (which embeds ``n_images``), best of ``repeats``."""
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        run()
-        walls.append(time.perf_counter() - wall0)
-        cpus.append(time.process_time() - cpu0)
-    best = min(range(repeats), key=walls.__getitem__)
-    return {"images": n_images, "images_per_s": n_images / walls[best],
-            "median_images_per_s": n_images / statistics.median(walls),
-            "cpu_cores_busy": cpus[best] / walls[best], "wall_s": [round(w, 4) for w in walls]}
 
 
 def lfw_cell(figure) -> str:

@@ -27,12 +27,11 @@ import argparse
 import importlib.util
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from _timing import load_average, timed
 
 BATCH_SIZES = (1, 32, 128)
 CHIP_SIZE, CHIP_PADDING = 150, 0.25
@@ -126,19 +125,6 @@ def chip_template(chips, detector, predictor):
                      "2/3 = outer/inner corner of the eye on the image's left, 4 = base of the nose"}
 
 
-def timed(run, n_images: int, repeats: int) -> dict:
-    """Wall and CPU time of ``run()`` (which processes ``n_images``), best of ``repeats``."""
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        run()
-        walls.append(time.perf_counter() - wall0)
-        cpus.append(time.process_time() - cpu0)
-    best = min(range(repeats), key=walls.__getitem__)
-    return {"images_per_s": n_images / walls[best], "median_images_per_s": n_images / statistics.median(walls),
-            "cpu_cores_busy": cpus[best] / walls[best], "wall_s": walls}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=os.environ.get("FACEPROBE_DATA"),
@@ -203,7 +189,7 @@ def main(argv=None) -> int:
 
     template = chip_template(chips, detector, predictor)
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = load_average()
     print(f"torch threads = {THREADS} (torch {torch.__version__}); dlib {dlib.__version__} "
           f"(CPU, BLAS {'on' if dlib.DLIB_USE_BLAS else 'off'}, AVX {'on' if dlib.USE_AVX_INSTRUCTIONS else 'off'}); "
           f"{os.cpu_count()} CPU(s), load average {load:.2f}; best of {args.repeats} passes over {n} chips")
