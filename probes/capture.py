@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._nn import evaluating
 from .backbones.registry import FaceBackbone, images_to_tensor
 from .datasets import FaceDataset
 from .errors import DatasetError, FaceprobeError, ImageError, UnknownNameError
@@ -237,30 +238,28 @@ class LayerCapture:
             return hook
 
         handles = []
-        was_training = backbone.training
-        try:
-            for name in self.layers:
-                handles.append(backbone.layer(name).register_forward_hook(make_hook(name)))
-            backbone.eval()
-            bar = tqdm(total=n, desc=f"capture {backbone.name}", unit="img", disable=not self.progress,
-                       leave=False)
-            with torch.no_grad(), bar:
-                for start, stop, batch in batches:
-                    batch_out.clear()
-                    backbone(images_to_tensor(batch).to(device), layout)
-                    silent = [name for name in self.layers if name not in batch_out]
-                    if silent:
-                        raise FaceprobeError(f"layer(s) {', '.join(silent)} produced no output in "
-                                             f"{backbone.name}'s forward pass")
-                    for name, values in batch_out.items():
-                        if name not in result:
-                            result[name] = np.empty((n, values.shape[1]), np.float32)
-                        result[name][start:stop] = values
-                    bar.update(stop - start)
-        finally:
-            for handle in handles:
-                handle.remove()
-            backbone.train(was_training)
+        with evaluating(backbone):
+            try:
+                for name in self.layers:
+                    handles.append(backbone.layer(name).register_forward_hook(make_hook(name)))
+                bar = tqdm(total=n, desc=f"capture {backbone.name}", unit="img", disable=not self.progress,
+                           leave=False)
+                with torch.no_grad(), bar:
+                    for start, stop, batch in batches:
+                        batch_out.clear()
+                        backbone(images_to_tensor(batch).to(device), layout)
+                        silent = [name for name in self.layers if name not in batch_out]
+                        if silent:
+                            raise FaceprobeError(f"layer(s) {', '.join(silent)} produced no output in "
+                                                 f"{backbone.name}'s forward pass")
+                        for name, values in batch_out.items():
+                            if name not in result:
+                                result[name] = np.empty((n, values.shape[1]), np.float32)
+                            result[name][start:stop] = values
+                        bar.update(stop - start)
+            finally:
+                for handle in handles:
+                    handle.remove()
         return {name: result[name] for name in self.layers}
 
 

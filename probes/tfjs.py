@@ -84,15 +84,21 @@ def decode_weight_groups(groups: Iterable[Mapping[str, Any]], weights_dir: Path,
     return tensors
 
 
+def read_json(path: str | Path, what: str):
+    """The JSON in ``path``; a missing or malformed file is a :class:`WeightFileError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightFileError(f"{what} {path} is missing")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WeightFileError(f"{what} {path} is not valid JSON: {exc}") from exc
+
+
 def read_weights_manifest(manifest_path: str | Path) -> dict[str, np.ndarray]:
     """Read a face-api ``*-weights_manifest.json`` and its shards beside it."""
     manifest_path = Path(manifest_path)
-    if not manifest_path.is_file():
-        raise WeightFileError(f"weights manifest {manifest_path} is missing")
-    try:
-        groups = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WeightFileError(f"weights manifest {manifest_path} is not valid JSON: {exc}") from exc
+    groups = read_json(manifest_path, "weights manifest")
     if isinstance(groups, dict):  # a graph model's model.json
         groups = groups.get("weightsManifest", [])
     return decode_weight_groups(groups, manifest_path.parent, source=str(manifest_path))

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ImageError, UnknownNameError, WeightFileError
-from .tfjs import conv_filter, decode_weight_groups, depthwise_filter
+from .tfjs import conv_filter, decode_weight_groups, depthwise_filter, read_json
 
 # --------------------------------------------------------------------------- parsing
 
@@ -90,12 +90,7 @@ def _strip_output_index(ref: str, node: str, path: Path) -> str:
 def read_graph_model(path: str | Path) -> GraphModelFile:
     """Parse a TF.js graph ``model.json`` (no weights read yet)."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightFileError(f"graph model {path} is missing")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WeightFileError(f"graph model {path} is not valid JSON: {exc}") from exc
+    data = read_json(path, "graph model")
     topology = data.get("modelTopology") if isinstance(data, dict) else None
     if not isinstance(topology, dict) or not isinstance(topology.get("node"), list):
         raise WeightFileError(f"{path} is not a TF.js graph model (no modelTopology.node list; "

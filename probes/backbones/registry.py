@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._nn import evaluating
 from ..errors import ImageError, UnknownNameError, WeightFileError
 
 # A crop is (top, left, height, width) as fractions of the image's height/width.
@@ -189,12 +190,8 @@ class FaceBackbone(nn.Module):
         """
         x = images_to_tensor(images)
         self.check_size(x.shape[-2:], layout)
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             out = [self(x[i:i + batch_size], layout).float().cpu() for i in range(0, len(x), batch_size)]
-        finally:
-            self.train(was_training)
         return torch.cat(out).numpy() if out else np.zeros((0, self.spec.embedding_size), np.float32)
 
 

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._nn import evaluating
 from ..backbones.registry import Crop
 from ._faceapi import (
     FACEAPI_MEAN_RGB,
@@ -167,17 +168,13 @@ class AgeGenderLabeller(nn.Module):
     def predict(self, images, layout: str = "chip", batch_size: int = 64) -> dict[str, np.ndarray]:
         """``{"age": years, "p_male": P(male), "sex": 0 male / 1 female (UTKFace's coding)}``, float32/int64."""
         check_layout(self.crops, layout, f"labeller {self.name!r}")
-        was_training = self.training
-        self.eval()
 
         def run(x: torch.Tensor) -> dict[str, np.ndarray]:
             age, logits = self(x.float(), layout)
             p_male = torch.softmax(logits, dim=1)[:, 0]
             return {"age": age.cpu().numpy().astype(np.float32), "p_male": p_male.cpu().numpy().astype(np.float32)}
 
-        try:
+        with evaluating(self):
             out = predict_batched(run, images, batch_size)
-        finally:
-            self.train(was_training)
         out["sex"] = (out["p_male"] < 0.5).astype(np.int64)
         return out

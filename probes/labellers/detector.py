@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._nn import evaluating
 from ..errors import ImageError
 from ._faceapi import MIN_SIDE, SeparableConv, load_faceapi_weights, max_pool_same
 
@@ -232,10 +233,8 @@ class FaceDetector(nn.Module):
             raise ImageError("detect_batch takes a list of images or an N x H x W x 3 array; "
                              "use detect() for one image")
         images = [_as_image(image, i) for i, image in enumerate(images)]
-        was_training = self.training
-        self.eval()
         results = []
-        try:
+        with evaluating(self):
             for start in range(0, len(images), batch_size):
                 part = images[start:start + batch_size]
                 raw = self(torch.cat([self.preprocess(image) for image in part]))
@@ -245,7 +244,5 @@ class FaceDetector(nn.Module):
                     boxes = self.decode(r, h + 2 * b, w + 2 * b)
                     boxes[:, :4] -= b
                     results.append(boxes)
-        finally:
-            self.train(was_training)
         return results
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._nn import evaluating
 from ..backbones.hse import HSE_AGE, HSE_SEX
 from ..backbones.registry import Crop, FaceBackbone, create_backbone
 from ._faceapi import check_layout, predict_batched
@@ -78,17 +79,13 @@ class HSEAgeGenderLabeller(nn.Module):
         ``sex`` is 0 where ``p_male >= sex_threshold``.
         """
         check_layout(self.crops, layout, f"labeller {self.name!r}")
-        was_training = self.training
-        self.eval()
 
         def run(x: torch.Tensor) -> dict[str, np.ndarray]:
             age, p_male = self(x.float(), layout)
             return {"age": age.cpu().numpy().astype(np.float32), "p_male": p_male.cpu().numpy().astype(np.float32)}
 
-        try:
+        with evaluating(self):
             out = predict_batched(run, images, batch_size)
-        finally:
-            self.train(was_training)
         out["sex"] = (out["p_male"] < self.sex_threshold).astype(np.int64)
         return out
 

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._nn import evaluating
 from ..backbones.registry import Crop
 from ._faceapi import (
     FACEAPI_MEAN_RGB,
@@ -122,11 +123,7 @@ class LandmarkDetector(nn.Module):
     def predict(self, images, layout: str = "chip", batch_size: int = 64) -> np.ndarray:
         """N x 68 x 2 float32 (x, y) in pixels of each input image."""
         check_layout(self.crops, layout, f"landmark detector {self.name!r}")
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             out = predict_batched(lambda x: {"points": self(x.float(), layout).cpu().numpy().astype(np.float32)},
                                   images, batch_size)
-        finally:
-            self.train(was_training)
         return out["points"]
