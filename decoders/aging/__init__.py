@@ -1,0 +1,8 @@
+"""Face-aging GANs (IPCGAN, Age-cGAN) and the contract an aging function meets.
+
+See :mod:`decoders.aging.groups` for the age groups and :class:`AgingModel`.
+"""
+
+from .groups import AGECGAN_GROUPS, IPCGAN_GROUPS, AgeGroups, AgingError, AgingModel, check_faces
+
+__all__ = ["AGECGAN_GROUPS", "IPCGAN_GROUPS", "AgeGroups", "AgingError", "AgingModel", "check_faces"]
