@@ -256,3 +256,20 @@ def test_bad_settings_raise_named_errors():
         LinearProbe(permutation="sometimes").fit(X, y)
     assert NeuralMIEstimator(bound="nwj", batch_size=64, max_steps=50, n_bootstrap=0,
                              n_permutations=0).estimate(X, y).estimator == "NWJ"
+
+
+def test_many_classes_use_closed_form_lda_and_stay_below_entropy():
+    rng = np.random.default_rng(0)
+    k, per = 80, 25
+    centres = rng.normal(scale=6.0, size=(k, 16))
+    y = np.repeat(np.arange(k), per)
+    X = centres[y] + rng.normal(size=(k * per, 16))
+    result = LinearProbe(attribute_kind="discrete", random_state=0, n_bootstrap=50, n_permutations=50).estimate(X, y)
+    assert result.diagnostics["classifier"] == "lda" and result.diagnostics["temperature"] > 0
+    assert np.log(k) - 0.35 < result.estimate <= np.log(k) + 0.05  # separable clusters: close to H(Y)
+    assert result.p_value < 0.05
+    independent = LinearProbe(attribute_kind="discrete", random_state=0, n_bootstrap=50,
+                              n_permutations=50).estimate(X, rng.permutation(y))
+    assert independent.estimate < 0.1 and independent.p_value > 0.05
+    with pytest.raises(EstimationError, match="classifier"):
+        LinearProbe(attribute_kind="discrete", classifier="svm").estimate(X, y)

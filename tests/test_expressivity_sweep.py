@@ -83,3 +83,15 @@ def test_command_writes_three_files_and_refuses_overwrite(tmp_path, data_root, f
     assert (out / "results.csv").read_bytes() == before
     assert main(argv[:-3] + ["--layers", "conv999", "--out", str(tmp_path / "x")]) == 2
     assert "valid layers" in capsys.readouterr().err
+
+
+def test_worker_processes_give_the_same_table():
+    features, labels = _synthetic(n=300)
+    sex = (features["late"][:, 0] + np.random.default_rng(3).normal(size=300) > 2).astype(int)
+    labels = {**labels, "sex": AttributeLabels(sex, "discrete", "dataset")}
+    serial = expressivity_sweep(features, labels, estimator_params=FAST, progress=False)
+    parallel = expressivity_sweep(features, labels, estimator_params=FAST, n_jobs=2, progress=False)
+    columns = [c for c in serial.columns if c != "wall_time_s"]
+    pd.testing.assert_frame_equal(serial[columns], parallel[columns])
+    with pytest.raises(ValueError, match="n_jobs"):
+        expressivity_sweep(features, labels, n_jobs=0, progress=False)

@@ -94,40 +94,78 @@ def collect_labels(dataset, attributes: Sequence[str], labellers: Mapping[str, s
     return out
 
 
+def _estimate(X: np.ndarray, y: np.ndarray, kind: str, layer: str, attr: str, est: str, seed: int, params: dict,
+              threads: int | None = None):
+    """One (layer, attribute, estimator, seed) fit; runs in a worker process when ``n_jobs`` > 1."""
+    if threads is not None:  # workers share the cores: one torch pool each would oversubscribe them
+        import torch
+
+        torch.set_num_threads(threads)
+    estimator = make_estimator(est, random_state=seed, attribute_kind=kind, **params)
+    try:
+        return estimator.estimate(X, y)
+    except EstimationError as exc:
+        raise EstimationError(f"layer {layer!r}, attribute {attr!r}, estimator {est!r}: {exc}") from exc
+
+
 def expressivity_sweep(features: Mapping[str, np.ndarray], labels: Mapping[str, AttributeLabels],
                        estimators: Sequence[str] = ("probe",), seeds: Sequence[int] = (0,),
                        layer_order: Sequence[str] | None = None, estimator_params: Mapping[str, dict] | None = None,
-                       progress: bool = True) -> pd.DataFrame:
+                       n_jobs: int = 1, progress: bool = True) -> pd.DataFrame:
     """Estimate I(layer; attribute) for every pair; one row per (layer, attribute, estimator, seed).
 
     Columns: layer, depth, relative_depth, attribute, attribute_kind, label_source, estimator,
     seed, estimate, estimate_bits, ci_low, ci_high, p_value, n, n_eval, wall_time_s.
     Images whose label is missing (NaN) are left out of that attribute's estimates
     and ``n`` says how many remain. An estimator error is raised with the layer
-    and attribute named, never turned into a NaN row.
+    and attribute named, never turned into a NaN row. ``n_jobs`` > 1 runs the
+    fits in that many worker processes (-1: one per CPU); results do not depend on it.
     """
     layers = list(layer_order or features)
     missing = [layer for layer in layers if layer not in features]
     if missing:
         raise UnknownNameError(f"no features for layer(s) {missing}; captured: {', '.join(features)}")
+    if not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
+        raise ValueError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}")
     params = estimator_params or {}
+    for layer in layers:
+        for attr, lab in labels.items():
+            if len(features[layer]) != len(lab.values):
+                raise EstimationError(f"layer {layer!r} has {len(features[layer])} feature rows but {attr!r} has "
+                                      f"{len(lab.values)} labels")
+    keep = {attr: ~pd.isna(lab.values) for attr, lab in labels.items()}
     jobs = [(layer, attr, est, seed) for layer in layers for attr in labels for est in estimators for seed in seeds]
+
+    def calls():
+        for layer, attr, est, seed in jobs:
+            lab = labels[attr]
+            yield (np.asarray(features[layer])[keep[attr]], lab.values[keep[attr]], lab.kind, layer, attr, est,
+                   seed, params.get(est, {}))
+
+    bar = tqdm(total=len(jobs), desc="expressivity", unit="fit", disable=not progress)
+    if n_jobs == 1:
+        results = []
+        for call in calls():
+            results.append(_estimate(*call))
+            bar.update(1)
+    else:
+        import os
+
+        from joblib import Parallel, delayed
+
+        workers = (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        results = []
+        parallel = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=1)
+        for result in parallel(delayed(_estimate)(*call, threads=threads) for call in calls()):
+            results.append(result)
+            bar.update(1)
+    bar.close()
     rows = []
-    for layer, attr, est, seed in tqdm(jobs, desc="expressivity", unit="fit", disable=not progress):
-        X = np.asarray(features[layer])
-        lab = labels[attr]
-        keep = ~pd.isna(lab.values)
-        if len(X) != len(lab.values):
-            raise EstimationError(f"layer {layer!r} has {len(X)} feature rows but {attr!r} has "
-                                  f"{len(lab.values)} labels")
-        estimator = make_estimator(est, random_state=seed, attribute_kind=lab.kind, **params.get(est, {}))
-        try:
-            result = estimator.estimate(X[keep], lab.values[keep])
-        except EstimationError as exc:
-            raise EstimationError(f"layer {layer!r}, attribute {attr!r}, estimator {est!r}: {exc}") from exc
+    for (layer, attr, est, seed), result in zip(jobs, results):
         depth = layers.index(layer)
         rows.append({"layer": layer, "depth": depth, "relative_depth": depth / max(1, len(layers) - 1),
-                     "attribute": attr, "attribute_kind": result.attribute_kind, "label_source": lab.source,
+                     "attribute": attr, "attribute_kind": result.attribute_kind, "label_source": labels[attr].source,
                      "estimator": est, "seed": seed, "estimate": result.estimate,
                      "estimate_bits": result.estimate_bits, "ci_low": result.ci_low, "ci_high": result.ci_high,
                      "p_value": result.p_value, "n": result.n_samples, "n_eval": result.n_eval,
