@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--jobs", type=int, default=1,
+    p.add_argument("--jobs", type=int, default=-1,
                    help="worker processes for the estimates (-1: one per CPU core); results do not depend on it")
     p.add_argument("--cache-dir", default=None, help="on-disk cache for captured features")
     p.add_argument("--out", default=None, help="output folder (default runs/expressivity-BACKBONE-DATASET)")
