@@ -1,0 +1,55 @@
+"""Load any trained aging GAN: :func:`load_aging_model` dispatches on the checkpoint's ``kind``.
+
+:data:`MODELS` maps a GAN's name (= its checkpoints' ``kind``) to the module
+that trains and loads it. Such a module provides:
+
+- ``KIND`` (str) and ``GROUPS`` (:class:`~decoders.aging.groups.AgeGroups`);
+- ``Config``: a frozen dataclass with ``to_dict`` / ``from_dict``, fields
+  ``image_size`` and ``identity_backbone``, and properties ``uses_identity`` /
+  ``uses_age_classifier`` (plus ``classifier_steps`` / ``classifier_width``
+  when it uses the classifier);
+- ``build_task(config, *, train, val, identity, age_classifier, device, info)``
+  -> a :class:`~decoders.training.TrainTask` (used by ``python -m decoders.aging.train``);
+- ``from_checkpoint(state, device)`` -> an object meeting
+  :class:`~decoders.aging.groups.AgingModel` with an ``identity_backbone`` name.
+
+Adding a GAN = one entry here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+from ..checkpoints import CheckpointError, load_checkpoint
+from .groups import AgingModel
+
+MODELS: dict[str, str] = {
+    "ipcgan": "decoders.aging.ipcgan",
+    "agecgan": "decoders.aging.agecgan",
+}
+
+
+def gan_module(name: str) -> ModuleType:
+    """The module of aging GAN ``name`` (a key of :data:`MODELS`)."""
+    from probes.errors import UnknownNameError
+
+    if name not in MODELS:
+        raise UnknownNameError(f"unknown aging GAN {name!r}; known: {', '.join(sorted(MODELS))}")
+    return importlib.import_module(MODELS[name])
+
+
+def load_aging_model(checkpoint: str | Path, device: str = "cpu") -> AgingModel:
+    """A trained aging GAN from a ``.pt`` checkpoint or a run folder, ready for ``.age(images, target)``.
+
+    Raises :class:`~decoders.checkpoints.CheckpointError` (naming the file) for
+    a missing/corrupt file, a checkpoint of another kind, or weights that do
+    not fit their architecture.
+    """
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    kind = state.get("kind")
+    if kind not in MODELS:
+        raise CheckpointError(f"{state['path']} holds a {kind!r} run, not an aging GAN "
+                              f"(known kinds: {', '.join(sorted(MODELS))})")
+    return gan_module(kind).from_checkpoint(state, device)

@@ -1,0 +1,63 @@
+"""Train the aging GANs (IPCGAN, Age-cGAN) with their CPU defaults; print where the checkpoints are.
+
+    python experiments/train_aging_gans.py --data-root ../shared/data --out runs/aging \
+        [--models ipcgan agecgan] [--time-limit-min 16] [--resume]
+
+Each GAN trains with ``python -m decoders.aging.train MODEL`` into ``OUT/MODEL``
+(see that module for what a run folder holds); load a result with
+``decoders.aging.models.load_aging_model(OUT/MODEL)``. A GAN whose module is
+not registered in ``decoders.aging.models.MODELS`` is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from decoders.aging.models import MODELS
+from decoders.aging.train import run
+
+# CPU defaults per GAN beyond the CLI's own (--steps is a ceiling; --time-limit-min decides).
+MODEL_ARGS = {
+    "ipcgan": ["--steps", "20000", "--sample-every", "100", "--validate-every", "250"],
+    "agecgan": [],
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", default=None, help="folder holding utkface/ (default $FACEPROBE_DATA)")
+    parser.add_argument("--out", default="runs/aging")
+    parser.add_argument("--models", nargs="+", default=["ipcgan", "agecgan"])
+    parser.add_argument("--time-limit-min", type=float, default=16.0, help="training minutes per GAN")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--resume", action="store_true", help="continue earlier runs in --out")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    done = {}
+    for model in args.models:
+        if model not in MODELS:
+            print(f"{model}: not registered in decoders.aging.models.MODELS yet; skipped")
+            continue
+        out = Path(args.out) / model
+        argv_model = [model, "--out", str(out), "--time-limit-min", str(args.time_limit_min),
+                      "--device", args.device, *MODEL_ARGS.get(model, [])]
+        if args.data_root:
+            argv_model += ["--data-root", args.data_root]
+        if args.resume:
+            argv_model.append("--resume")
+        summary = run(argv_model)
+        done[model] = summary
+        print(f"{model}: {summary['step']} steps in {summary['train_time_s']} s; "
+              f"checkpoint {summary['checkpoint']}; samples {summary['last_sample_grid']}")
+    for model, summary in done.items():
+        print(f"load with: decoders.aging.models.load_aging_model({str(Path(summary['checkpoint']))!r})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
