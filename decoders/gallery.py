@@ -33,7 +33,7 @@ import torch
 
 from probes.errors import FaceprobeError
 
-from .templates import atomic_write_bytes
+from .templates import atomic_write_bytes, file_umask
 
 
 class OutputFolderError(FaceprobeError):
@@ -262,15 +262,9 @@ def staged_output(out: str | Path, overwrite: bool = False, option: str = "--out
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _commit(tmp: Path, out: Path, overwrite: bool, option: str) -> None:
     # mkdtemp makes the folder private (0700); give it the permissions a plain mkdir would.
-    os.chmod(tmp, 0o777 & ~_umask())
+    os.chmod(tmp, 0o777 & ~file_umask())
     old = None
     if out.exists():
         # Checked again: something may have appeared while we worked.

@@ -81,12 +81,7 @@ def backbone_chips(backbone: FaceBackbone, images, layout: str, size: int) -> to
 
 
 def _unpreprocess(backbone: FaceBackbone, net_input: torch.Tensor, size: int) -> torch.Tensor:
-    spec = backbone.spec
-    mean = torch.tensor(spec.mean, dtype=net_input.dtype, device=net_input.device).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, dtype=net_input.dtype, device=net_input.device).view(1, 3, 1, 1)
-    x = (net_input * std + mean) / 255.0
-    if spec.colour_order == "BGR":
-        x = x.flip(1)
+    x = backbone.to_rgb(net_input)
     if tuple(x.shape[-2:]) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                           antialias=x.shape[-1] > size)
@@ -128,12 +123,21 @@ def atomic_write_bytes(path: Path, write) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
+        os.chmod(tmp, 0o666 & ~file_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def file_umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -87,7 +87,7 @@ def get_spec(name: str) -> BackboneSpec:
 
 def _ensure_builtin() -> None:
     # The built-in specs register themselves on import of their modules.
-    from . import arcface, dlib_resnet, hse, vggface  # noqa: F401
+    from . import arcface, dlib_resnet, hse, small_facenet, vggface  # noqa: F401
 
 
 def images_to_tensor(images) -> torch.Tensor:
@@ -176,6 +176,13 @@ class FaceBackbone(nn.Module):
                               antialias=x.shape[-1] > self.spec.input_size[1])
         x = x.index_select(1, self._order) * 255.0
         return (x - self._mean) / self._std
+
+    def to_rgb(self, net_input: torch.Tensor) -> torch.Tensor:
+        """Invert :meth:`preprocess`'s normalisation and colour order: the network's input as RGB in [0, 1]."""
+        x = (net_input * self._std.to(net_input) + self._mean.to(net_input)) / 255.0
+        if self.spec.colour_order == "BGR":
+            x = x.flip(1)
+        return x.clamp(0, 1)
 
     def forward(self, images: torch.Tensor, layout: str = "chip") -> torch.Tensor:
         return self.net(self.preprocess(images, layout))
