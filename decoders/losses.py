@@ -22,13 +22,15 @@ the backbone embeds, resized to the decoder's resolution. See
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from probes.errors import FaceprobeError
+
+from ._config import DictConfig
 
 # (top, left, height, width) as fractions of the chip: eyes, nose and mouth on
 # dlib-style chips (the 5-point template of dlib-resnet29 spans x 0.33-0.67,
@@ -42,8 +44,11 @@ class LossConfigError(FaceprobeError, ValueError):
 
 
 @dataclass(frozen=True)
-class LossConfig:
+class LossConfig(DictConfig):
     """Weights of every loss term plus their options (saved in every checkpoint)."""
+
+    config_name = "loss"
+    config_error = LossConfigError
 
     pixel: float = 1.0
     gradient: float = 0.5
@@ -82,15 +87,10 @@ class LossConfig:
         return values
 
     @classmethod
-    def from_dict(cls, values: dict) -> LossConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise LossConfigError(f"unknown loss config keys {unknown}; known: {sorted(known)}")
-        values = dict(values)
+    def _decode(cls, values: dict) -> dict:
         if "local_region" in values:
             values["local_region"] = tuple(values["local_region"])
-        return cls(**values)
+        return values
 
     @property
     def needs_backbone(self) -> bool:

@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from probes.errors import FaceprobeError
+
+from ._config import DictConfig
 
 NORMS = ("batch", "group", "none")
 UPSAMPLES = ("nearest", "bilinear")
@@ -61,8 +63,11 @@ def start_size(image_size: int) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class DecoderConfig:
+class DecoderConfig(DictConfig):
     """Everything that defines a decoder's architecture (saved in every checkpoint)."""
+
+    config_name = "decoder"
+    config_error = DecoderConfigError
 
     embedding_size: int
     image_size: int = 112
@@ -89,16 +94,6 @@ class DecoderConfig:
         if self.template_scale is not None and not self.template_scale > 0:
             raise DecoderConfigError(f"template_scale must be positive, got {self.template_scale}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> DecoderConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise DecoderConfigError(f"unknown decoder config keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
     def channels(self) -> list[int]:
         """Channels of the start map and after each upsampling block."""

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
 
@@ -67,6 +67,7 @@ from tqdm.auto import tqdm
 
 from probes.errors import FaceprobeError
 
+from .._config import DictConfig
 from ..checkpoints import CheckpointError, load_checkpoint
 from ..training import TrainingError, TrainTask
 from .data import AgingFaces
@@ -92,7 +93,7 @@ GROUPS = AGECGAN_GROUPS
 
 
 @dataclass(frozen=True)
-class AgeCGANConfig:
+class AgeCGANConfig(DictConfig):
     """Architecture and training of an Age-cGAN run (saved in its checkpoints).
 
     ``width``/``d_width``/``e_width``: channels of the generator's last hidden
@@ -102,6 +103,9 @@ class AgeCGANConfig:
     Defaults are sized for CPU: one GAN step at batch 32 takes ~0.3 s on one
     core, one encoder step at batch 64 ~0.2 s.
     """
+
+    config_name = "Age-cGAN"
+    config_error = AgingError
 
     image_size: int = 64
     latent_size: int = 100
@@ -147,16 +151,6 @@ class AgeCGANConfig:
     uses_identity = False
     uses_age_classifier = False
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> AgeCGANConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise AgingError(f"unknown Age-cGAN config keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
 
 Config = AgeCGANConfig  # what decoders.aging.train looks up in each GAN module

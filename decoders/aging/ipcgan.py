@@ -32,7 +32,7 @@ norm in D; an EMA copy of the generator is what is sampled and exported.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._config import DictConfig
 from ..checkpoints import CheckpointError, load_checkpoint
 from ..training import TrainTask
 from .data import AgingFaces
@@ -65,7 +66,7 @@ GROUPS = IPCGAN_GROUPS
 
 
 @dataclass(frozen=True)
-class IPCGANConfig:
+class IPCGANConfig(DictConfig):
     """Architecture, loss weights and optimiser of an IPCGAN run (saved in its checkpoints).
 
     Loss weights: the paper's 75 / 0.5e-4 / 30 (GAN / identity / age) go with
@@ -78,6 +79,9 @@ class IPCGANConfig:
     typical GAN term, so the generator ages faces without turning them into
     someone else.
     """
+
+    config_name = "IPCGAN"
+    config_error = AgingError
 
     image_size: int = 64
     g_width: int = 16  # generator channels at full resolution (x2 per downsampling, 2 of them)
@@ -129,16 +133,6 @@ class IPCGANConfig:
     def uses_age_classifier(self) -> bool:
         return self.age > 0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> IPCGANConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise AgingError(f"unknown IPCGAN config keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
 
 Config = IPCGANConfig  # what decoders.aging.train looks up in each GAN module
