@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -44,6 +43,7 @@ from .templates import Targets, compute_targets, weights_key
 from .training import (
     ArrayData,
     DistributedContext,
+    RunFolder,
     Trainer,
     TrainerSettings,
     TrainingError,
@@ -266,24 +266,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _has_results(out: Path) -> bool:
-    return out.is_dir() and (any((out / f).exists() for f in RESULT_FILES)
-                             or any((out / d).is_dir() and any((out / d).iterdir()) for d in RESULT_DIRS))
-
-
-def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise TrainingError(f"--out {out} exists and is not a folder")
-    if _has_results(out) and not (resume or overwrite):
-        raise TrainingError(f"--out {out} already holds a run; pass --resume to continue it or --overwrite "
-                            "to replace it")
-    probe = out if out.exists() else next((p for p in out.absolute().parents if p.exists()), None)
-    if probe is not None and not probe.is_dir():
-        raise TrainingError(f"--out {out} is not writable: {probe} is a file, not a folder")
-    if probe is None or not os.access(probe, os.W_OK | os.X_OK):
-        raise TrainingError(f"--out {out} is not writable ({probe} does not allow creating files)")
-
-
 def _resolve(args: argparse.Namespace, saved: dict | None) -> dict:
     explicit = {k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None}
     if "fractions" in explicit:
@@ -307,14 +289,6 @@ def _resolve(args: argparse.Namespace, saved: dict | None) -> dict:
     return cfg
 
 
-def _remove_results(out: Path) -> None:
-    for name in RESULT_FILES:
-        (out / name).unlink(missing_ok=True)
-    for name in RESULT_DIRS:
-        if (out / name).is_dir():
-            shutil.rmtree(out / name)
-
-
 def _write_json(path: Path, obj) -> None:
     from .templates import atomic_write_bytes
 
@@ -325,7 +299,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     """The CLI as a function: trains and returns the summary dict."""
     args = build_parser().parse_args(argv)
     out = Path(args.out).expanduser()
-    _check_out(out, args.resume, args.overwrite)
+    RunFolder(out, RESULT_FILES, RESULT_DIRS).check(args.resume, args.overwrite)
     saved = None
     latest = out / "checkpoints" / "latest.pt"
     if args.resume:
@@ -414,7 +388,7 @@ def _train(args, cfg: dict, out: Path, ctx: DistributedContext) -> dict:
         del ckpt
     if ctx.is_main:
         if args.overwrite:
-            _remove_results(out)
+            RunFolder(out, RESULT_FILES, RESULT_DIRS).clear()
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "split.json", _split_record(parts, cfg))
         _write_json(out / "config.json", dict(config, command=[sys.executable, "-m", "decoders.train"]

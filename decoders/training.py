@@ -529,6 +529,47 @@ class Trainer:
                            ckpt if ckpt.is_file() else None)
 
 
+# --------------------------------------------------------------------------- run folders
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A training command's ``--out``: which files and folders make it hold a run."""
+
+    path: Path
+    files: tuple[str, ...]
+    dirs: tuple[str, ...] = ("checkpoints", "samples")
+
+    def has_results(self) -> bool:
+        out = self.path
+        return out.is_dir() and (any((out / f).exists() for f in self.files)
+                                 or any((out / d).is_dir() and any((out / d).iterdir()) for d in self.dirs))
+
+    def check(self, resume: bool, overwrite: bool) -> None:
+        """Refuse a run folder that holds results (unless resuming or overwriting) or cannot be written."""
+        out = self.path
+        if out.exists() and not out.is_dir():
+            raise TrainingError(f"--out {out} exists and is not a folder")
+        if self.has_results() and not (resume or overwrite):
+            raise TrainingError(f"--out {out} already holds a run; pass --resume to continue it or --overwrite "
+                                "to replace it")
+        probe = out if out.exists() else next((p for p in out.absolute().parents if p.exists()), None)
+        if probe is not None and not probe.is_dir():
+            raise TrainingError(f"--out {out} is not writable: {probe} is a file, not a folder")
+        if probe is None or not os.access(probe, os.W_OK | os.X_OK):
+            raise TrainingError(f"--out {out} is not writable ({probe} does not allow creating files)")
+
+    def clear(self) -> None:
+        """Delete the run's files and folders (``--overwrite``); anything else in the folder stays."""
+        import shutil
+
+        for name in self.files:
+            (self.path / name).unlink(missing_ok=True)
+        for name in self.dirs:
+            if (self.path / name).is_dir():
+                shutil.rmtree(self.path / name)
+
+
 # --------------------------------------------------------------------------- files
 
 

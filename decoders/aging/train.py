@@ -28,7 +28,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -41,7 +40,7 @@ from probes.errors import FaceprobeError
 
 from ..checkpoints import CheckpointError, load_checkpoint, seed_everything
 from ..templates import atomic_write_bytes
-from ..training import ArrayData, Trainer, TrainerSettings, TrainingError
+from ..training import ArrayData, RunFolder, Trainer, TrainerSettings, TrainingError
 from .models import MODELS, gan_module
 
 RESULT_FILES = ("config.json", "log.csv", "val.csv", "summary.json")
@@ -112,22 +111,6 @@ def _parse_overrides(items: list[str], config_cls) -> dict:
     return out
 
 
-def _has_results(out: Path) -> bool:
-    return out.is_dir() and (any((out / f).exists() for f in RESULT_FILES)
-                             or any((out / d).is_dir() and any((out / d).iterdir()) for d in RESULT_DIRS))
-
-
-def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise TrainingError(f"--out {out} exists and is not a folder")
-    if _has_results(out) and not (resume or overwrite):
-        raise TrainingError(f"--out {out} already holds a run; pass --resume to continue it or --overwrite "
-                            "to replace it")
-    probe = out if out.exists() else next((p for p in out.absolute().parents if p.exists()), None)
-    if probe is None or not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise TrainingError(f"--out {out} is not writable ({probe} does not allow creating folders)")
-
-
 def _resolve(args, module, saved: dict | None) -> tuple[dict, object]:
     """(run settings, model config): defaults < saved run (on --resume) < command line."""
     explicit = {k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None}
@@ -173,7 +156,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     module = gan_module(args.model)
     out = Path(args.out).expanduser()
-    _check_out(out, args.resume, args.overwrite)
+    RunFolder(out, RESULT_FILES, RESULT_DIRS).check(args.resume, args.overwrite)
     saved = None
     latest = out / "checkpoints" / "latest.pt"
     if args.resume and latest.is_file():
@@ -221,11 +204,7 @@ def _train(args, module, cfg: dict, config, out: Path) -> dict:
         identity = IdentityFeatures(config.identity_backbone, pretrained=not cfg["random_identity"],
                                     weights=cfg["identity_weights"], device=device)
     if args.overwrite:
-        for name in RESULT_FILES:
-            (out / name).unlink(missing_ok=True)
-        for name in RESULT_DIRS:
-            if (out / name).is_dir():
-                shutil.rmtree(out / name)
+        RunFolder(out, RESULT_FILES, RESULT_DIRS).clear()
     out.mkdir(parents=True, exist_ok=True)
     data_info = {"data_root": str(args.data_root or os.environ.get("FACEPROBE_DATA", "")),
                  "n_train": len(train), "n_val": len(val) if val is not None else 0,
