@@ -256,6 +256,25 @@ def test_bad_settings_raise_named_errors():
         LinearProbe(permutation="sometimes").fit(X, y)
     assert NeuralMIEstimator(bound="nwj", batch_size=64, max_steps=50, n_bootstrap=0,
                              n_permutations=0).estimate(X, y).estimator == "NWJ"
+    with pytest.raises(EstimationError, match="learning_rate='fast'"):
+        MINE(learning_rate="fast", batch_size=64).fit(X, y)
+    r = MINE(batch_size=64, max_steps=50, n_bootstrap=0, n_permutations=0).estimate(X, y)
+    assert r.diagnostics["learning_rate"] == pytest.approx(1e-2)  # "auto" = 1e-2 / sqrt(1 feature)
+
+
+@pytest.mark.parametrize("name", ["dv", "nwj", "smile", "infonce"])
+def test_batched_bootstrap_matches_one_replicate_at_a_time(name):
+    import torch
+
+    from probes.expressivity.bounds import Bound, make_bound
+
+    g = torch.Generator().manual_seed(0)
+    joint, neg = 2 * torch.randn(200, generator=g), 2 * torch.randn(200, 8, generator=g)
+    idx = torch.randint(200, (30, 200), generator=g)
+    bound = make_bound(name, 0.01, 1.0)  # tau=1 so SMILE's clipping is exercised
+    batched = bound.resampled_values(joint, neg, idx)
+    looped = Bound.resampled_values(bound, joint, neg, idx)  # the generic per-replicate loop
+    assert torch.allclose(batched, looped, atol=1e-5) and batched.shape == (30,)
 
 
 def test_many_classes_use_closed_form_lda_and_stay_below_entropy():

@@ -41,8 +41,34 @@ class Bound:
         """The part of ``value`` that does not depend on the joint scores (value = mean(joint) - this)."""
         raise NotImplementedError
 
+    def resampled_values(self, joint: torch.Tensor, neg: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """``value(joint[r], neg[r])`` for every row r of the (B, m) index tensor ``idx`` (bootstrap)."""
+        return torch.stack([self.value(joint[r], neg[r]) for r in idx])
 
-class DonskerVaradhan(Bound):
+
+class _LogMeanExpBound(Bound):
+    """A bound whose marginal term is a function of log-mean-exp over (transformed) negative scores, so
+    a bootstrap replicate needs only per-row log-sum-exps: one gather for all replicates, no loop."""
+
+    def _neg(self, neg):
+        return neg
+
+    def _from_lme(self, lme):
+        raise NotImplementedError
+
+    def marginal_term(self, neg):
+        return self._from_lme(log_mean_exp(self._neg(neg)))
+
+    def value(self, joint, neg):
+        return joint.mean() - self.marginal_term(neg)
+
+    def resampled_values(self, joint, neg, idx):
+        row_lse = torch.logsumexp(self._neg(neg), dim=1)
+        lme = torch.logsumexp(row_lse[idx], dim=1) - math.log(idx.shape[1] * neg.shape[1])
+        return joint[idx].mean(dim=1) - self._from_lme(lme)
+
+
+class DonskerVaradhan(_LogMeanExpBound):
     """MINE: I >= E_p[T] - log E_q[e^T] (Belghazi et al. 2018).
 
     The minibatch gradient of log E_q[e^T] is biased (a ratio of minibatch means); MINE replaces
@@ -61,11 +87,8 @@ class DonskerVaradhan(Bound):
     def reset(self) -> None:
         self._log_ema = None
 
-    def marginal_term(self, neg):
-        return log_mean_exp(neg)
-
-    def value(self, joint, neg):
-        return joint.mean() - log_mean_exp(neg)
+    def _from_lme(self, lme):
+        return lme
 
     def loss(self, joint, neg):
         lme = log_mean_exp(neg)
@@ -80,19 +103,16 @@ class DonskerVaradhan(Bound):
         return -(joint.mean() - torch.exp(lme - self._log_ema))
 
 
-class NWJ(Bound):
+class NWJ(_LogMeanExpBound):
     """Nguyen-Wainwright-Jordan (f-divergence) bound: I >= E_p[T] - E_q[e^(T - 1)]; unbiased minibatch gradient."""
 
     name = "nwj"
 
-    def marginal_term(self, neg):
-        return torch.exp(log_mean_exp(neg) - 1.0)
-
-    def value(self, joint, neg):
-        return joint.mean() - self.marginal_term(neg)
+    def _from_lme(self, lme):
+        return torch.exp(lme - 1.0)
 
 
-class SMILE(Bound):
+class SMILE(_LogMeanExpBound):
     """SMILE (Song & Ermon 2020): critic trained with the Jensen-Shannon (f-GAN) objective, whose optimum is
     the log density ratio; the estimate is DV with e^T clipped to [e^-tau, e^tau] in the marginal term,
     which bounds its variance. tau=inf gives plain DV on a JS-trained critic."""
@@ -102,11 +122,11 @@ class SMILE(Bound):
     def __init__(self, tau: float = 5.0):
         self.tau = tau
 
-    def marginal_term(self, neg):
-        return log_mean_exp(neg.clamp(-self.tau, self.tau))
+    def _neg(self, neg):
+        return neg.clamp(-self.tau, self.tau)
 
-    def value(self, joint, neg):
-        return joint.mean() - self.marginal_term(neg)
+    def _from_lme(self, lme):
+        return lme
 
     def loss(self, joint, neg):
         js = -F.softplus(-joint).mean() - F.softplus(neg).mean()
@@ -126,6 +146,9 @@ class InfoNCE(Bound):
 
     def value(self, joint, neg):
         return self.rows(joint, neg).mean()
+
+    def resampled_values(self, joint, neg, idx):
+        return self.rows(joint, neg)[idx].mean(dim=1)
 
 
 def make_bound(name: str, ema_rate: float | None, tau: float) -> Bound:

@@ -417,13 +417,20 @@ class NeuralMIEstimator(MIEstimator):
     critic: "concat" (MLP on [x, y]), "separable" (f(x) . g(y)) or "auto" (separable for InfoNCE,
         which needs many negatives, concat otherwise).
     hidden: hidden widths of the critic MLP(s). embed_dim: output size of f and g (separable).
-    batch_size, max_steps, min_steps, learning_rate, weight_decay: optimisation (Adam).
+    batch_size, max_steps, min_steps, learning_rate, weight_decay: optimisation (Adam). ``learning_rate="auto"``
+        (default) is 1e-2 / sqrt(d), d the number of features entering the critic (after ``pca``): 1e-2 for
+        1-D features, 8.8e-4 for 128-D. Low-dimensional high-MI tasks then converge in about half the
+        steps of 1e-3, while many-feature critics, which memorise a few thousand samples within a few
+        hundred steps at 1e-2, keep about the old 1e-3. ``diagnostics["learning_rate"]`` has the value used.
     n_lr_drops, lr_drop_factor: learning-rate drops on a validation plateau, see above.
     n_negatives: re-pairings per row per batch for the concat critic (None: 1 for MINE's DV as in
         Belghazi et al.; 4 otherwise); ignored by the separable critic (uses all).
     eval_negatives: re-pairings per row when scoring validation / evaluation data with the concat critic
         (the separable critic uses all pairs of up to 4096 rows).
-    eval_every, patience, smoothing, max_val_samples: early stopping, see above.
+    eval_every, patience, smoothing, max_val_samples: early stopping, see above. Each check scores the
+        validation split with ``eval_negatives + 1`` pairings per row (about as costly as 25 training
+        steps at the defaults), so checks every 100 steps with patience 4 (a 400-step window) cost half
+        of every 50 with patience 8.
     val_fraction, eval_fraction: split sizes.
     pca: None (default), an int, or "auto" (128 whitened components when d > 256). A projection fitted
         on the training split cannot raise MI, so the estimate stays a lower bound, and fewer inputs mean
@@ -450,8 +457,8 @@ class NeuralMIEstimator(MIEstimator):
     _bound = "dv"
 
     def __init__(self, bound=None, critic="auto", hidden=(64, 64), embed_dim=32, batch_size=512, max_steps=5000,
-                 min_steps=300, learning_rate=1e-3, n_lr_drops=1, lr_drop_factor=0.25, weight_decay=0.0, n_negatives=None, eval_negatives=16,
-                 eval_every=50, patience=8, smoothing=0.3, max_val_samples=2048, val_fraction=0.2,
+                 min_steps=300, learning_rate="auto", n_lr_drops=1, lr_drop_factor=0.25, weight_decay=0.0, n_negatives=None, eval_negatives=16,
+                 eval_every=100, patience=4, smoothing=0.5, max_val_samples=2048, val_fraction=0.2,
                  eval_fraction=0.2, pca=None, y_transform="standardize", ema_rate=0.01, tau=5.0,
                  attribute_kind="auto", n_bootstrap=200, n_permutations=200, permutation="heldout",
                  ci_level=0.95, device="cpu", n_threads=1, random_state=None):
@@ -530,8 +537,10 @@ class NeuralMIEstimator(MIEstimator):
         if self.n_negatives is not None and (not isinstance(self.n_negatives, (int, np.integer))
                                              or self.n_negatives < 1):
             raise EstimationError(f"n_negatives={self.n_negatives!r}: expected None or a positive int")
-        if not self.learning_rate > 0:
-            raise EstimationError(f"learning_rate={self.learning_rate!r}: expected > 0")
+        if isinstance(self.learning_rate, str) and self.learning_rate != "auto":
+            raise EstimationError(f"learning_rate={self.learning_rate!r}: expected 'auto' or a float > 0")
+        if not isinstance(self.learning_rate, str) and not self.learning_rate > 0:
+            raise EstimationError(f"learning_rate={self.learning_rate!r}: expected 'auto' or a float > 0")
         if not 0.0 < self.smoothing <= 1.0:
             raise EstimationError(f"smoothing={self.smoothing!r}: expected a weight in (0, 1]")
 
@@ -575,11 +584,12 @@ class NeuralMIEstimator(MIEstimator):
         n_neg = self.n_negatives if self.n_negatives is not None else (1 if bound.name == "dv" else 4)
         shifts_val = _shifts(len(val), self.eval_negatives, rng)
         shifts_test = _shifts(len(test), self.eval_negatives, rng)
-        curve, best_state, stop, steps = self._train(critic, bound, xtr, ytr, xva, yva, n_neg, shifts_val, rng)
+        lr = self._resolved_lr(prep.n_features_out_)
+        curve, best_state, stop, steps = self._train(critic, bound, xtr, ytr, xva, yva, n_neg, shifts_val, rng, lr)
 
         diag = {"n_train": len(train), "n_val": len(val), "n_features": data.X.shape[1],
                 "n_features_used": prep.n_features_out_, "pca_variance_kept": prep.pca_variance_kept_,
-                "critic": kind, "bound": bound.name, "stop_reason": stop,
+                "critic": kind, "bound": bound.name, "learning_rate": lr, "stop_reason": stop,
                 "converged": stop == "plateau", "steps": steps,
                 "chosen_step": best_state["step"], "val_at_chosen": best_state["val"],
                 "val_smoothed_at_chosen": best_state["smoothed"],
@@ -601,31 +611,38 @@ class NeuralMIEstimator(MIEstimator):
             # Resample evaluation rows, each with its scored re-pairings (same count of negative pairs as
             # the point estimate, so the spread of the replicates matches its sampling noise).
             idx = g.integers(n, size=(B, n))
+            chunk = max(1, _CHUNK_ROWS // n)  # replicates per gather, bounding memory
             with torch.no_grad():
-                if bound.row_decomposable:
-                    rows = bound.rows(joint, neg).cpu().numpy()
-                    return rows[idx].mean(axis=1)
-                out = np.empty(B)
-                for b in range(B):
-                    ib = torch.as_tensor(idx[b], device=dev)
-                    out[b] = float(bound.value(joint[ib], neg[ib]))
-                return out
+                return np.concatenate([
+                    bound.resampled_values(joint, neg, torch.as_tensor(idx[i: i + chunk], device=dev)).cpu().numpy()
+                    for i in range(0, B, chunk)]).astype(np.float64)
 
         def heldout_null(B, g):
             # Statistic: mean T(x_i, y_i) on the evaluation pairs; reported in estimate units
             # (raw + null mean - observed mean), the rest of the bound being pairing-free.
-            out = np.empty(B)
+            # Several permutations share one critic pass (rows stacked), same draws as one at a time.
+            perms = np.stack([g.permutation(n) for _ in range(B)]) if B else np.empty((0, n), dtype=np.int64)
+            chunk = max(1, _CHUNK_ROWS // n)
             observed = joint_np.mean()
+            out = []
             with torch.no_grad():
-                for b in range(B):
-                    perm = torch.as_tensor(g.permutation(n), device=dev)
-                    out[b] = raw + float(critic.score_pairs(ex, ey[perm]).double().mean()) - observed
-            return out
+                for i in range(0, B, chunk):
+                    p = torch.as_tensor(perms[i: i + chunk], device=dev)
+                    scores = critic.score_pairs(ex.repeat(len(p), 1), ey[p.reshape(-1)]).reshape(len(p), n)
+                    out.append(scores.double().mean(dim=1).cpu().numpy())
+            return raw + np.concatenate(out) - observed if out else np.empty(0)
 
         return _Core(raw, n, bootstrap, heldout_null, diag)
 
-    def _train(self, critic, bound, xtr, ytr, xva, yva, n_neg, shifts_val, rng):
-        lr = self.learning_rate
+    def _resolved_lr(self, n_features: int) -> float:
+        if self.learning_rate != "auto":
+            return float(self.learning_rate)
+        # Few inputs: the critic must become a sharp function (high MI) and overfits little, so large
+        # steps pay; many inputs: a 5,000-sample training set is memorised within a few hundred steps
+        # of a large step size. 1e-2 / sqrt(d) bridges the two (measured: benchmarks/README.md, MINE speed).
+        return 1e-2 / math.sqrt(max(1, n_features))
+
+    def _train(self, critic, bound, xtr, ytr, xva, yva, n_neg, shifts_val, rng, lr):
         opt = torch.optim.Adam(critic.parameters(), lr=lr, weight_decay=self.weight_decay, foreach=True)
         bound.reset()
         n, B = len(xtr), self.batch_size
@@ -715,6 +732,7 @@ class InfoNCE(NeuralMIEstimator):
 # ------------------------------------------------------------------------------------------ helpers
 
 _MATRIX_MAX = 4096  # separable critic: score all pairs up to this many rows
+_CHUNK_ROWS = 65536  # rows per batched bootstrap / permutation pass
 
 
 def _shifts(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
