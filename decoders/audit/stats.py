@@ -1,0 +1,145 @@
+"""Rates and means with 95% intervals, broken down by target and by face attributes.
+
+Rates get a Wilson score interval (:func:`decoders.evaluate.wilson_interval`),
+means a percentile bootstrap over faces. :func:`summarise` turns a tidy
+per-output table into one long table: metric x target x breakdown level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..evaluate import wilson_interval
+
+SEX_LABELS = {0: "male", 1: "female"}
+RACE_LABELS = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others"}
+BREAKDOWNS = ("all", "sex", "race", "source_group", "age_gap")
+
+
+def bootstrap_mean(values, n_boot: int = 1000, confidence: float = 0.95,
+                   rng: np.random.Generator | int | None = 0) -> tuple[float, float, float, int]:
+    """(mean, ci_low, ci_high, n) of the finite ``values``; percentile bootstrap over them.
+
+    One value gives its mean and a NaN interval; none gives NaNs.
+    """
+    v = np.asarray(values, np.float64).reshape(-1)
+    v = v[np.isfinite(v)]
+    n = len(v)
+    if n == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    mean = float(v.mean())
+    if n == 1 or n_boot <= 0:
+        return mean, float("nan"), float("nan"), n
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    means = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // n)  # bounded memory for large n
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        means[start:stop] = v[rng.integers(0, n, (stop - start, n))].mean(1)
+    alpha = (1 - confidence) / 2
+    return mean, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), n
+
+
+def rate(successes, confidence: float = 0.95) -> tuple[float, float, float, int, int]:
+    """(rate, ci_low, ci_high, n, k) of a boolean array (NaN entries left out), Wilson interval."""
+    s = np.asarray(successes, np.float64).reshape(-1)
+    s = s[np.isfinite(s)]
+    n, k = len(s), int(s.sum())
+    if n == 0:
+        return float("nan"), float("nan"), float("nan"), 0, 0
+    low, high = wilson_interval(k, n, confidence)
+    return k / n, low, high, n, k
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One summarised column: ``kind`` is ``"rate"`` (booleans, Wilson) or ``"mean"`` (bootstrap)."""
+
+    name: str
+    column: str
+    kind: str
+    description: str = ""
+
+
+def level_labels(frame: pd.DataFrame, groups_labels: Sequence[str]) -> dict[str, pd.Series]:
+    """Readable level of each breakdown for every row of a per-output/per-face frame."""
+    out = {"all": pd.Series("all", index=frame.index)}
+    if "sex" in frame:
+        out["sex"] = frame["sex"].map(lambda v: SEX_LABELS.get(int(v), "unknown"))
+    if "race" in frame:
+        out["race"] = frame["race"].map(lambda v: RACE_LABELS.get(int(v), "unknown"))
+    if "source_group" in frame:
+        out["source_group"] = frame["source_group"].map(
+            lambda g: groups_labels[int(g)] if 0 <= int(g) < len(groups_labels) else "none")
+    if "age_gap" in frame:
+        out["age_gap"] = frame["age_gap"].map(lambda d: f"{int(d):+d}")
+    return out
+
+
+def summarise(frame: pd.DataFrame, metrics: Sequence[Metric], groups_labels: Sequence[str],
+              by: str | None = "target_label", breakdowns: Sequence[str] = BREAKDOWNS, n_boot: int = 1000,
+              seed: int = 0, extra: Mapping[str, object] | None = None) -> pd.DataFrame:
+    """Long table: one row per metric x ``by`` value x breakdown level.
+
+    Columns: metric, kind, ``by`` (when given), breakdown, level, n, value,
+    ci_low, ci_high, successes (rates only), plus ``extra`` constants.
+    """
+    rng = np.random.default_rng(seed)
+    levels = {name: series.to_numpy() for name, series in level_labels(frame, groups_labels).items()}
+    columns = {m.column: frame[m.column].to_numpy(np.float64) for m in metrics if m.column in frame}
+    keys = [None] if by is None else list(dict.fromkeys(frame[by]))
+    key_values = None if by is None else frame[by].to_numpy()
+    rows = []
+    for key in keys:
+        in_key = np.ones(len(frame), bool) if by is None else key_values == key
+        for metric in metrics:
+            if metric.column not in columns:
+                continue
+            column = columns[metric.column]
+            for breakdown in breakdowns:
+                if breakdown not in levels:
+                    continue
+                lab = levels[breakdown]
+                for level in _ordered_levels(lab[in_key]):
+                    values = column[in_key & (lab == level)]
+                    row = {"metric": metric.name, "kind": metric.kind}
+                    if by is not None:
+                        row[by] = key
+                    row.update({"breakdown": breakdown, "level": level})
+                    if metric.kind == "rate":
+                        value, low, high, n, k = rate(values)
+                        row.update({"n": n, "value": value, "ci_low": low, "ci_high": high, "successes": k})
+                    else:
+                        value, low, high, n = bootstrap_mean(values, n_boot, rng=rng)
+                        row.update({"n": n, "value": value, "ci_low": low, "ci_high": high, "successes": None})
+                    row.update(extra or {})
+                    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ordered_levels(labels) -> list[str]:
+    """Levels in a stable, readable order (age gaps numerically)."""
+    unique = list(dict.fromkeys(labels))
+    try:
+        return sorted(unique, key=lambda s: int(s))
+    except (TypeError, ValueError):
+        return sorted(unique, key=str)
+
+
+def format_ci(value, low, high, percent: bool = False, digits: int = 3) -> str:
+    """``0.912 [0.88, 0.94]`` (or ``91.2% [88.0, 94.0]``); ``n/a`` for NaN."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    if percent:
+        text = f"{100 * value:.1f}%"
+        if low is not None and np.isfinite(low):
+            text += f" [{100 * low:.1f}, {100 * high:.1f}]"
+        return text
+    text = f"{value:.{digits}f}"
+    if low is not None and np.isfinite(low):
+        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+    return text
