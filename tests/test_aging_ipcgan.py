@@ -333,3 +333,24 @@ def test_cli_trains_resumes_and_refuses(tmp_path, data_root):
         run(args + ["--set", "nope=1", "--overwrite"])
     resumed = run(common + ["--steps", "5", "--resume"])
     assert resumed["step"] == 5 and resumed["resumed_from"].endswith("latest.pt")
+
+
+@pytest.mark.data
+def test_torchrun_trains_with_two_cpu_processes(tmp_path, data_root):
+    import json
+    import os
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "decoders.aging.train", "ipcgan", "--out", str(out), "--data-root", str(data_root),
+           "--max-images", "40", "--batch-size", "4", "--identity-backbone", "mobileface", "--random-identity",
+           "--no-progress", "--cache-dir", str(tmp_path / "cache"), "--set", "g_width=4", "--set", "g_blocks=1",
+           "--set", "d_width=4", "--set", "classifier_steps=2", "--set", "classifier_width=4", "--steps", "3",
+           "--threads", "1", "--save-every", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = load_checkpoint(out / "checkpoints" / "latest.pt")
+    assert state["world_size"] == 2 and state["step"] == 3
+    assert json.loads((out / "summary.json").read_text())["world_size"] == 2
+    assert load_aging_model(out).age(np.zeros((1, 64, 64, 3), np.uint8), 4).shape == (1, 64, 64, 3)

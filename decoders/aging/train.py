@@ -40,7 +40,16 @@ from probes.errors import FaceprobeError
 
 from ..checkpoints import CheckpointError, load_checkpoint, seed_everything
 from ..templates import atomic_write_bytes
-from ..training import ArrayData, RunFolder, Trainer, TrainerSettings, TrainingError
+from ..training import (
+    ArrayData,
+    DistributedContext,
+    RunFolder,
+    Trainer,
+    TrainerSettings,
+    TrainingError,
+    init_distributed,
+    shutdown_distributed,
+)
 from .models import MODELS, gan_module
 
 RESULT_FILES = ("config.json", "log.csv", "val.csv", "summary.json")
@@ -171,10 +180,14 @@ def run(argv: Sequence[str] | None = None) -> dict:
     cfg, config = _resolve(args, module, saved)
     if args.threads:
         torch.set_num_threads(args.threads)
-    return _train(args, module, cfg, config, out)
+    ctx = init_distributed(args.device)  # one process, or one of torchrun's
+    try:
+        return _train(args, module, cfg, config, out, ctx)
+    finally:
+        shutdown_distributed(ctx)
 
 
-def _train(args, module, cfg: dict, config, out: Path) -> dict:
+def _train(args, module, cfg: dict, config, out: Path, ctx: DistributedContext) -> dict:
     from .data import load_aging_faces
     from .nets import (
         IdentityFeatures,
@@ -183,28 +196,33 @@ def _train(args, module, cfg: dict, config, out: Path) -> dict:
         train_age_classifier,
     )
 
-    progress = not args.no_progress
-    device = args.device
+    progress = not args.no_progress and ctx.is_main
+    device = ctx.device
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise TrainingError("--device cuda requested but CUDA is not available")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="UTKFace: skipped")
-        faces = load_aging_faces(module.GROUPS, config.image_size, args.data_root, cfg["max_images"],
-                                 seed=cfg["seed"], cache_dir=args.cache_dir, progress=progress)
+    faces = None
+    for turn in ((0,) if not ctx.enabled else (0, 1)):  # rank 0 fills the faces cache, the others read it
+        if (turn == 0) == ctx.is_main:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="UTKFace: skipped")
+                faces = load_aging_faces(module.GROUPS, config.image_size, args.data_root, cfg["max_images"],
+                                         seed=cfg["seed"], cache_dir=args.cache_dir, progress=progress)
+        ctx.barrier()
     if cfg["val_fraction"] > 0:
         train, val = faces.split((1 - cfg["val_fraction"], cfg["val_fraction"]), seed=cfg["seed"])
     else:
         train, val = faces, None
-    if len(train) < cfg["batch_size"]:
-        raise TrainingError(f"{len(train)} training faces, fewer than one batch of {cfg['batch_size']}; "
-                            "use more images or a smaller --batch-size")
+    if len(train) < cfg["batch_size"] * ctx.world_size:
+        raise TrainingError(f"{len(train)} training faces, fewer than one batch of {cfg['batch_size']} x "
+                            f"{ctx.world_size} process(es); use more images or a smaller --batch-size")
     seed_everything(cfg["seed"])  # a random-init identity backbone (tests) is drawn here
     identity = None
     if config.uses_identity:
         identity = IdentityFeatures(config.identity_backbone, pretrained=not cfg["random_identity"],
                                     weights=cfg["identity_weights"], device=device)
-    if args.overwrite:
+    if args.overwrite and ctx.is_main:
         RunFolder(out, RESULT_FILES, RESULT_DIRS).clear()
+    ctx.barrier()
     out.mkdir(parents=True, exist_ok=True)
     data_info = {"data_root": str(args.data_root or os.environ.get("FACEPROBE_DATA", "")),
                  "n_train": len(train), "n_val": len(val) if val is not None else 0,
@@ -212,7 +230,8 @@ def _train(args, module, cfg: dict, config, out: Path) -> dict:
                  "resize": "UTKFace 200x200 crops box-averaged to image_size (decoders.aging.data)"}
     record = {"model": config.to_dict(), "cli": cfg, "data": data_info,
               "command": [sys.executable, "-m", "decoders.aging.train"] + list(sys.argv[1:])}
-    _write_json(out / "config.json", record)
+    if ctx.is_main:
+        _write_json(out / "config.json", record)
 
     classifier, classifier_info = None, None
     if config.uses_age_classifier:
@@ -225,9 +244,15 @@ def _train(args, module, cfg: dict, config, out: Path) -> dict:
             if val is not None:
                 classifier_info.update(age_classifier_scores(classifier, val))
         else:
-            classifier, classifier_info = train_age_classifier(
-                train, out / "age_classifier", val, steps=config.classifier_steps, width=config.classifier_width,
-                seed=cfg["seed"], device=device, progress=progress)
+            # Rank 0 trains the classifier (one process); the others load what it saved.
+            if ctx.is_main:
+                classifier, classifier_info = train_age_classifier(
+                    train, out / "age_classifier", val, steps=config.classifier_steps,
+                    width=config.classifier_width, seed=cfg["seed"], device=device, progress=progress)
+            ctx.barrier()
+            if not ctx.is_main:
+                classifier = load_age_classifier(out / "age_classifier", device)
+                classifier_info = {"checkpoint": str((out / "age_classifier").absolute())}
         classifier_info["config"] = classifier.config.to_dict()
 
     seed_everything(cfg["seed"])  # the GAN's initial weights do not depend on what ran before
@@ -241,7 +266,7 @@ def _train(args, module, cfg: dict, config, out: Path) -> dict:
                                time_limit_s=cfg["time_limit_min"] * 60 if cfg["time_limit_min"] else None,
                                progress=progress)
     data = ArrayData(images=train.images, group=train.group, index=torch.arange(len(train)))
-    trainer = Trainer(task, data, out, settings, resume=args.resume)
+    trainer = Trainer(task, data, out, settings, ctx, resume=args.resume)
     start = time.perf_counter()
     result = trainer.fit()
     summary = {"model": args.model, "step": result.step, "epoch": result.epoch,
@@ -260,7 +285,9 @@ def _train(args, module, cfg: dict, config, out: Path) -> dict:
             summary["last_validation"] = {k: float(v) for k, v in table.iloc[-1].to_dict().items()}
     samples = sorted((out / "samples").glob("*.png"))
     summary["last_sample_grid"] = str(samples[-1]) if samples else None
-    _write_json(out / "summary.json", summary)
+    summary["world_size"] = ctx.world_size
+    if ctx.is_main:
+        _write_json(out / "summary.json", summary)
     return summary
 
 
