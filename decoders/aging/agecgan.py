@@ -76,9 +76,11 @@ from .nets import (
     IdentityFeatures,
     ema_copy,
     ema_decay_at,
+    frozen,
     images_to_unit,
     lsgan_d_loss,
     lsgan_g_loss,
+    optimise,
     sn_conv2d,
     sn_linear,
     unit_to_uint8,
@@ -385,21 +387,11 @@ class AgeCGANTask(TrainTask):
         opt_d = self.optimizers["discriminator"]
         d_real, d_fake = D(x, y), D(fake.detach(), y)
         loss_d = lsgan_d_loss(d_real, d_fake)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+        optimise(opt_d, loss_d)
 
-        # D's weights get no gradient here (the plain module: no DDP synchronisation expected for it).
-        d_plain = self.models["discriminator"]
-        d_plain.requires_grad_(False)
-        try:
+        with frozen(self.models["discriminator"]) as d_plain:
             loss_g = lsgan_g_loss(d_plain(fake, y))
-        finally:
-            d_plain.requires_grad_(True)
-        opt_g = self.optimizers["generator"]
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        optimise(self.optimizers["generator"], loss_g)
         update_ema(self.models["generator_ema"], self.models["generator"], ema_decay_at(step, self.cfg.ema_decay))
         with torch.no_grad():  # the untrained encoder's error, so both phases log the same columns
             latent_mse = F.mse_loss(self.models["encoder"](fake.detach()), z)
@@ -413,10 +405,7 @@ class AgeCGANTask(TrainTask):
         with torch.no_grad():
             x = self.models["generator_ema"](z, y)
         loss = F.mse_loss(self.net("encoder")(x), z)
-        opt = self.optimizers["encoder"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimise(self.optimizers["encoder"], loss)
         # The frozen discriminator's view of real faces and of the EMA generator's (eval mode:
         # spectral norm's power iteration does not move).
         D = self.models["discriminator"]

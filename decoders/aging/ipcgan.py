@@ -53,9 +53,11 @@ from .nets import (
     condition_maps,
     ema_copy,
     ema_decay_at,
+    frozen,
     images_to_unit,
     lsgan_d_loss,
     lsgan_g_loss,
+    optimise,
     sn_conv2d,
     unit_to_uint8,
     update_ema,
@@ -359,18 +361,10 @@ class IPCGANTask(TrainTask):
             wrong = (own + torch.randint(1, n_groups, (n,)).to(self.device)) % n_groups
             fakes.append(disc(x, wrong))
         loss_d = lsgan_d_loss(d_real, *fakes)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+        optimise(opt_d, loss_d)
 
-        # Generator: D's weights get no gradient (the plain module, not a DDP wrapper,
-        # so no gradient synchronisation is expected for it).
-        d_plain = self.models["discriminator"]
-        d_plain.requires_grad_(False)
-        try:
+        with frozen(self.models["discriminator"]) as d_plain:
             loss_gan = lsgan_g_loss(d_plain(fake, target))
-        finally:
-            d_plain.requires_grad_(True)
         total = cfg.gan * loss_gan
         out = {"d": loss_d.item(), "d_real": d_real.mean().item(), "d_fake": d_fake.mean().item(),
                "g_gan": loss_gan.item()}
@@ -385,10 +379,7 @@ class IPCGANTask(TrainTask):
             loss_id = IdentityFeatures.distance(self.identity(fake[:k]), reference).mean()
             total = total + cfg.identity * loss_id
             out["identity"] = loss_id.item()
-        opt_g = self.optimizers["generator"]
-        opt_g.zero_grad(set_to_none=True)
-        total.backward()
-        opt_g.step()
+        optimise(self.optimizers["generator"], total)
         update_ema(self.models["g_ema"], self.models["generator"], ema_decay_at(step, cfg.ema_decay))
         out["g_total"] = total.item()
         return out

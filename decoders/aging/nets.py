@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -242,9 +243,7 @@ class AgeClassifierTask(TrainTask):
         y = batch["group"].to(self.device)
         logits = self.net("classifier")(x)
         loss = F.cross_entropy(logits, y, weight=self.class_weights)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimise(opt, loss)
         return {"loss": loss.item(), "accuracy": (logits.argmax(1) == y).float().mean().item(), "lr": lr}
 
     def validate(self, step: int) -> dict[str, float] | None:
@@ -410,3 +409,24 @@ class EmbeddingCache:
         if len(known) != self.n:
             raise CheckpointError(f"identity cache holds {len(known)} faces, the training data has {self.n}")
         self.values, self.known = values.float().clone(), known.clone()
+
+
+@contextmanager
+def frozen(module: nn.Module):
+    """``module`` with ``requires_grad`` off inside the block (restored after, even on error).
+
+    The generator's adversarial loss goes through the plain discriminator, not its
+    DDP wrapper: its weights get no gradient, so no synchronisation is expected.
+    """
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        module.requires_grad_(True)
+
+
+def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One update: clear gradients, back-propagate ``loss``, step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
