@@ -171,29 +171,44 @@ class LFWScores:
     n_pairs: int = 0
 
 
+def _blocked_scores(a: np.ndarray, b: np.ndarray, keep, metric: str, block: int = 512) -> np.ndarray:
+    """Scores of the (row of ``a``, row of ``b``) pairs that ``keep(start, stop)`` selects, row-major (float64).
+
+    Computed a block of ``a``'s rows at a time from one matrix product, so memory stays
+    O(block x len(b)) instead of O(pairs x dims).
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise VerificationError("embeddings contain NaN or infinite values")
+    if metric == "cosine":
+        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    elif metric != "euclidean":
+        raise VerificationError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
+    sq_a, sq_b = (a * a).sum(1), (b * b).sum(1)
+    out = []
+    for start in range(0, len(a), block):
+        stop = min(len(a), start + block)
+        gram = a[start:stop] @ b.T
+        if metric == "cosine":
+            s = gram
+        else:
+            s = -np.sqrt(np.maximum(sq_a[start:stop, None] + sq_b[None, :] - 2 * gram, 0.0))
+        out.append(s[keep(start, stop)])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 def cross_identity_scores(templates: np.ndarray, identities: Sequence[str], metric: str,
                           block: int = 512) -> np.ndarray:
     """Scores of every unordered pair of images with different identities (float64)."""
-    t = np.asarray(templates, np.float64)
     ids = np.unique(np.asarray(identities, dtype=str), return_inverse=True)[1]
-    n = len(t)
-    if metric == "cosine":
-        t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
-    sq = (t * t).sum(1)
-    out = []
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        gram = t[start:stop] @ t.T
-        if metric == "cosine":
-            s = gram
-        elif metric == "euclidean":
-            s = -np.sqrt(np.maximum(sq[start:stop, None] + sq[None, :] - 2 * gram, 0.0))
-        else:
-            raise VerificationError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
+    n = len(ids)
+
+    def keep(start, stop):
         rows = np.arange(start, stop)[:, None]
-        keep = (np.arange(n)[None, :] > rows) & (ids[start:stop, None] != ids[None, :])
-        out.append(s[keep])
-    return np.concatenate(out) if out else np.zeros(0)
+        return (np.arange(n)[None, :] > rows) & (ids[start:stop, None] != ids[None, :])
+
+    return _blocked_scores(templates, templates, keep, metric, block)
 
 
 def lfw_pair_scores(backbone, data_root: str | Path | None = None, cache_dir=None, max_pairs: int | None = None,
@@ -409,10 +424,8 @@ def control_scores(recon_embeddings: np.ndarray, templates: np.ndarray, identiti
     """Scores of each reconstruction against the templates of every *other* person's images: how often a
     reconstruction passes as someone else (a decoder drawing one average face would pass often)."""
     ids = np.asarray(identities, dtype=str)
-    i, j = np.nonzero(ids[:, None] != ids[None, :])
-    if not len(i):
-        return np.zeros(0)
-    return pair_scores(recon_embeddings[i], templates[j], metric)
+    return _blocked_scores(recon_embeddings, templates, lambda start, stop: ids[start:stop, None] != ids[None, :],
+                           metric)
 
 
 def _control_block(emb: np.ndarray, templates: np.ndarray, test: FaceDataset, metric: str,

@@ -340,3 +340,16 @@ def test_evaluate_end_to_end_on_a_tiny_run(tiny_run, lpips_flags, tmp_path, caps
                          + args[args.index("--fmr") + 3:]) == 2
     assert "needs at least 10000 impostor scores" in capsys.readouterr().err
     assert not (tmp_path / "e2").exists()
+
+
+def test_control_scores_are_every_cross_identity_pair_in_blocks():
+    from decoders.evaluate import control_scores
+    from probes.verification import pair_scores
+
+    rng = np.random.default_rng(0)
+    emb, templates = rng.normal(size=(600, 16)), rng.normal(size=(600, 16))
+    ids = rng.integers(0, 40, 600).astype(str)
+    i, j = np.nonzero(ids[:, None] != ids[None, :])
+    for metric in ("cosine", "euclidean"):
+        np.testing.assert_allclose(control_scores(emb, templates, ids, metric),
+                                   pair_scores(emb[i], templates[j], metric), atol=1e-9)
