@@ -73,6 +73,7 @@ from ..training import TrainingError, TrainTask
 from .data import AgingFaces
 from .groups import AGECGAN_GROUPS, AgeGroups, AgingError, check_faces
 from .nets import (
+    ConditionalNorm,
     IdentityFeatures,
     ema_copy,
     ema_decay_at,
@@ -212,20 +213,11 @@ def _to_unit(x: torch.Tensor) -> torch.Tensor:
     return (x + 1) / 2
 
 
-class ConditionalBatchNorm(nn.Module):
+class ConditionalBatchNorm(ConditionalNorm):
     """Batch norm whose scale and shift are picked by the age group (as in projection cGANs)."""
 
     def __init__(self, channels: int, n_groups: int, conditional: bool = True):
-        super().__init__()
-        self.norm = nn.BatchNorm2d(channels, affine=False)
-        rows = n_groups if conditional else 1
-        self.scale = nn.Parameter(torch.ones(rows, channels))
-        self.shift = nn.Parameter(torch.zeros(rows, channels))
-        self.conditional = conditional
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        index = y.long() if self.conditional else torch.zeros_like(y, dtype=torch.long)
-        return self.norm(x) * self.scale[index][:, :, None, None] + self.shift[index][:, :, None, None]
+        super().__init__(nn.BatchNorm2d(channels, affine=False), channels, n_groups, conditional)
 
 
 class AgeCGANGenerator(nn.Module):

@@ -47,6 +47,7 @@ from .data import AgingFaces
 from .groups import IPCGAN_GROUPS, AgeGroups, AgingError, check_faces
 from .nets import (
     AgeGroupClassifier,
+    ConditionalNorm,
     EmbeddingCache,
     IdentityFeatures,
     age_classifier_from_state,
@@ -143,7 +144,7 @@ Config = IPCGANConfig  # what decoders.aging.train looks up in each GAN module
 # --------------------------------------------------------------------------- networks
 
 
-class ConditionalInstanceNorm(nn.Module):
+class ConditionalInstanceNorm(ConditionalNorm):
     """Instance norm whose scale and shift are chosen by the target group (Dumoulin et al. 2017).
 
     Needed because instance norm removes any per-channel constant: the constant
@@ -154,16 +155,7 @@ class ConditionalInstanceNorm(nn.Module):
     """
 
     def __init__(self, channels: int, n_groups: int, conditional: bool = True):
-        super().__init__()
-        self.norm = nn.InstanceNorm2d(channels, affine=False)
-        rows = n_groups if conditional else 1
-        self.scale = nn.Parameter(torch.ones(rows, channels))
-        self.shift = nn.Parameter(torch.zeros(rows, channels))
-        self.conditional = conditional
-
-    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        index = target if self.conditional else torch.zeros_like(target)
-        return self.norm(x) * self.scale[index][:, :, None, None] + self.shift[index][:, :, None, None]
+        super().__init__(nn.InstanceNorm2d(channels, affine=False), channels, n_groups, conditional)
 
 
 class _ConvNormReLU(nn.Module):

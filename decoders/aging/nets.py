@@ -430,3 +430,23 @@ def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
+
+
+class ConditionalNorm(nn.Module):
+    """A normalisation without affine whose scale and shift are picked by the age group.
+
+    ``norm`` is e.g. ``nn.InstanceNorm2d(c)`` or ``nn.BatchNorm2d(c, affine=False)``;
+    ``conditional=False`` keeps one (unconditional) scale and shift.
+    """
+
+    def __init__(self, norm: nn.Module, channels: int, n_groups: int, conditional: bool = True):
+        super().__init__()
+        self.norm = norm
+        rows = n_groups if conditional else 1
+        self.scale = nn.Parameter(torch.ones(rows, channels))
+        self.shift = nn.Parameter(torch.zeros(rows, channels))
+        self.conditional = conditional
+
+    def forward(self, x: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        index = group.long() if self.conditional else torch.zeros_like(group, dtype=torch.long)
+        return self.norm(x) * self.scale[index][:, :, None, None] + self.shift[index][:, :, None, None]
