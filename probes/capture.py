@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ._nn import evaluating
+from ._nn import evaluating, recording
 from .backbones.registry import FaceBackbone, images_to_tensor
 from .datasets import FaceDataset
 from .errors import DatasetError, FaceprobeError, ImageError, UnknownNameError
@@ -226,40 +226,20 @@ class LayerCapture:
         if self.device is not None:
             backbone.to(self.device)
         device = next(backbone.parameters()).device
-        batch_out: dict[str, np.ndarray] = {}
         result: dict[str, np.ndarray] = {}
-
-        def make_hook(name: str):
-            def hook(module, inputs, output):
-                if name in batch_out:
-                    raise FaceprobeError(f"layer {name!r} runs more than once per forward pass; "
-                                         "its output is ambiguous, capture another layer")
-                batch_out[name] = self._reduce(name, output)
-            return hook
-
-        handles = []
-        with evaluating(backbone):
-            try:
-                for name in self.layers:
-                    handles.append(backbone.layer(name).register_forward_hook(make_hook(name)))
-                bar = tqdm(total=n, desc=f"capture {backbone.name}", unit="img", disable=not self.progress,
-                           leave=False)
-                with torch.no_grad(), bar:
-                    for start, stop, batch in batches:
-                        batch_out.clear()
-                        backbone(images_to_tensor(batch).to(device), layout)
-                        silent = [name for name in self.layers if name not in batch_out]
-                        if silent:
-                            raise FaceprobeError(f"layer(s) {', '.join(silent)} produced no output in "
-                                                 f"{backbone.name}'s forward pass")
-                        for name, values in batch_out.items():
-                            if name not in result:
-                                result[name] = np.empty((n, values.shape[1]), np.float32)
-                            result[name][start:stop] = values
-                        bar.update(stop - start)
-            finally:
-                for handle in handles:
-                    handle.remove()
+        layers = {name: backbone.layer(name) for name in self.layers}
+        with evaluating(backbone), recording(layers, self._reduce, repr(backbone.name)) as batch_out:
+            bar = tqdm(total=n, desc=f"capture {backbone.name}", unit="img", disable=not self.progress, leave=False)
+            with torch.no_grad(), bar:
+                for start, stop, batch in batches:
+                    batch_out.clear()
+                    backbone(images_to_tensor(batch).to(device), layout)
+                    batch_out.check_complete(self.layers, repr(backbone.name))
+                    for name, values in batch_out.items():
+                        if name not in result:
+                            result[name] = np.empty((n, values.shape[1]), np.float32)
+                        result[name][start:stop] = values
+                    bar.update(stop - start)
         return {name: result[name] for name in self.layers}
 
 

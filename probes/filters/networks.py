@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._nn import recording
 from ..backbones.registry import (
     FaceBackbone,
     create_backbone,
@@ -331,29 +332,10 @@ class Network:
         return lo + (hi - lo) * x01
 
     def _hooked(self, x01, names, layout, reduce) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {}
-
-        def make_hook(name: str):
-            def hook(module, inputs, output):
-                if name in out:
-                    raise FaceprobeError(f"layer {name!r} of {self.name!r} runs more than once per forward pass; "
-                                         "its activation is ambiguous, compare its filters only")
-                out[name] = reduce(name, output[0] if isinstance(output, (tuple, list)) else output)
-            return hook
-
-        handles = []
-        try:
-            for name in names:
-                handles.append(self._source[name].register_forward_hook(make_hook(name)))
+        with recording({name: self._source[name] for name in names}, reduce, repr(self.name)) as out:
             self._run(x01, layout)
-        finally:
-            for handle in handles:
-                handle.remove()
-        silent = [n for n in names if n not in out]
-        if silent:
-            raise FaceprobeError(f"layer(s) {', '.join(silent)} of {self.name!r} produced no output in its "
-                                 "forward pass")
-        return out
+        out.check_complete(names, repr(self.name))
+        return dict(out)
 
 
 # --------------------------------------------------------------------------- from strings
