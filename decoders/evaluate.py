@@ -62,6 +62,7 @@ import torch
 import torch.nn.functional as F
 
 from probes.datasets import FaceDataset
+from probes._cli import DefaultsHelpFormatter
 from probes.errors import DatasetError, FaceprobeError
 from probes.verification import VerificationError, pair_scores, threshold_at_fmr, verification_rate
 
@@ -742,7 +743,7 @@ def format_table(results: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m decoders.evaluate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="run folder (or a checkpoint inside it: split.json is needed)")
     p.add_argument("--data-root", help="folder holding lfw_home/ and utkface/ (default $FACEPROBE_DATA)")
     p.add_argument("--out", required=True, help="output folder")

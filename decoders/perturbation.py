@@ -41,6 +41,7 @@ import pandas as pd
 import torch
 
 from probes.datasets import LAYOUTS, FaceDataset
+from probes._cli import DefaultsHelpFormatter
 from probes.errors import DatasetError, FaceprobeError
 from probes.perturbation import (
     DEFAULT_POSITIONS,
@@ -417,7 +418,7 @@ def format_table(results: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m decoders.perturbation", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="decoder run folder (or a checkpoint inside it)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from probes.datasets import LAYOUTS, FaceDataset
+from probes._cli import DefaultsHelpFormatter
 from probes.errors import DatasetError, FaceprobeError
 
 from .checkpoints import CheckpointError, load_decoder, seed_everything
@@ -461,7 +462,7 @@ def reconstruct(checkpoint: str | Path, out: str | Path, images: str | Path | No
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m decoders.reconstruct", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="run folder (its checkpoints/latest.pt) or a .pt file")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="folder of images (recursive)")

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from probes._cli import DefaultsHelpFormatter
 from probes.errors import FaceprobeError
 
 from .checkpoints import DECODER_KIND, CheckpointError, load_checkpoint, seed_everything
@@ -222,7 +223,7 @@ def _concat(targets: list[Targets]) -> Targets:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m decoders.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--backbone", help=f"target face network (default {DEFAULTS['backbone']})")
     p.add_argument("--weights", help="weights file overriding the backbone's default")

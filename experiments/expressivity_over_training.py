@@ -49,6 +49,7 @@ from decoders.identity_training import (
     train_identity_network,
 )
 from decoders.training import read_log
+from probes._cli import DefaultsHelpFormatter
 from probes.backbones import get_spec
 from probes.datasets import load_lfw_people, load_utkface
 from probes.expressivity.over_training import (
@@ -83,7 +84,7 @@ def trend(table: pd.DataFrame, layer: str) -> list[dict]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--data-root", default=None, help="folder holding lfw_home/ and utkface/ ($FACEPROBE_DATA)")
     p.add_argument("--backbone", default="small-facenet", help="registry architecture trained from scratch")
     p.add_argument("--min-images-per-person", type=int, default=20)

@@ -69,7 +69,7 @@ def test_correlated_gaussians_mine():
     assert r.ci_low < r.estimate < r.ci_high
     assert r.p_value < 0.05
     d = r.diagnostics
-    assert 0 < d["chosen_step"] <= d["steps"] <= FAST["max_steps"]
+    assert 0 <= d["chosen_step"] <= d["steps"] <= FAST["max_steps"]  # step 0: the linear baseline alone
     assert isinstance(d["converged"], bool) and len(d["curve"]["val"]) == len(d["curve"]["step"])
 
 
@@ -102,9 +102,12 @@ def test_signal_among_128_nuisance_dims():
     probe = LinearProbe(random_state=0).estimate(X, y)
     assert abs(probe.estimate - task.mi) < 0.05  # ridge on 133 dims, 3500 training rows: bias ~ -0.02
     neural = fast(MINE, random_state=0).estimate(X, y)
-    # A flexible critic over-fits 133 dims with 3000 rows; the held-out read-off stays a lower bound.
-    assert 0.05 < neural.estimate < task.mi + 0.05
+    assert abs(neural.estimate - task.mi) < 0.05  # the residual critic starts from the ridge-Gaussian baseline
     assert neural.p_value < 0.05
+    # A plain MLP critic over-fits 133 dims with 2500 rows; its held-out read-off stays a lower bound.
+    plain = fast(MINE, random_state=0, baseline=None).estimate(X, y)
+    assert plain.diagnostics["baseline"] is None and neural.diagnostics["baseline"] == "linear"
+    assert 0.05 < plain.estimate < task.mi + 0.05
 
 
 @pytest.mark.parametrize("kind", ["continuous", "discrete"])
@@ -292,3 +295,55 @@ def test_many_classes_use_closed_form_lda_and_stay_below_entropy():
     assert independent.estimate < 0.1 and independent.p_value > 0.05
     with pytest.raises(EstimationError, match="classifier"):
         LinearProbe(attribute_kind="discrete", classifier="svm").estimate(X, y)
+
+
+# ------------------------------------------------------------------------------ residual critic
+
+
+def test_ridge_loo_matches_ridgecv_both_shapes():
+    from sklearn.linear_model import RidgeCV
+
+    from probes.expressivity.estimators import _ridge_loo
+
+    rng = np.random.default_rng(0)
+    alphas = np.logspace(-2, 5, 15)
+    for n, d in ((300, 20), (40, 120)):  # X'X and XX' eigendecompositions
+        X = rng.standard_normal((n, d))
+        Y = X[:, :2] @ rng.standard_normal((2, 2)) + rng.standard_normal((n, 2))
+        weight, bias, loo, chosen = _ridge_loo(X, Y, alphas)
+        for j in range(2):
+            ref = RidgeCV(alphas=alphas).fit(X, Y[:, j])
+            assert chosen[j] == ref.alpha_
+            np.testing.assert_allclose(weight[j], ref.coef_, atol=1e-8)
+            assert abs(bias[j] - ref.intercept_) < 1e-8
+        # leave-one-out residuals are larger than in-sample ones (no over-confident residual covariance)
+        assert np.mean(loo**2) > np.mean((Y - X @ weight.T - bias) ** 2)
+
+
+def test_residual_critic_starts_at_the_gaussian_optimum():
+    task = tasks.correlated_gaussians(8, 0.5)  # I = 1.151; the baseline is the optimal critic here
+    X, y = task.sample(4000, 11)
+    r = MINE(max_steps=1, min_steps=1, n_bootstrap=50, n_permutations=0, random_state=0).estimate(X, y)
+    curve = r.diagnostics["curve"]
+    assert curve["step"][0] == 0  # the baseline alone is scored before any training
+    assert abs(curve["val"][0] - task.mi) < 0.1  # and is already near the truth (n_val = 800)
+    assert abs(r.estimate - task.mi) < 0.1  # n_eval = 1,200: sd about 0.04
+    assert r.ci_low < task.mi < r.ci_high
+
+
+def test_residual_critic_discrete_baseline_respects_the_ceiling():
+    task = tasks.deterministic_sectors(4)  # y = f(X): I = log 4; a linear classifier nearly reaches it
+    X, y = task.sample(3000, 12)
+    r = fast(MINE, random_state=0).estimate(X, y)
+    assert r.diagnostics["baseline"] == "linear" and r.diagnostics["baseline_fit"]["classifier"] == "logistic"
+    assert task.mi - 0.1 < r.estimate < task.mi + 0.05
+
+
+def test_baseline_setting_errors():
+    X, y = tasks.correlated_gaussians(1, 0.5).sample(400, 0)
+    with pytest.raises(EstimationError, match="baseline='linear' needs critic='concat'"):
+        InfoNCE(baseline="linear", batch_size=64).fit(X, y)
+    with pytest.raises(EstimationError, match="baseline='quadratic'"):
+        MINE(baseline="quadratic", batch_size=64).fit(X, y)
+    r = InfoNCE(batch_size=64, max_steps=20, n_bootstrap=0, n_permutations=0).estimate(X, y)
+    assert r.diagnostics["baseline"] is None  # "auto": the separable critic has none

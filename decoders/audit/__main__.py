@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from probes._cli import DefaultsHelpFormatter
 from probes.errors import FaceprobeError
 
 from ..aging.groups import AgeGroups
@@ -61,7 +62,7 @@ def parse_targets(values: Sequence[str] | None, groups: AgeGroups) -> list[int] 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m decoders.audit", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     src = p.add_argument_group("what to audit (one of)")
     src.add_argument("--generator", help="GAN checkpoint, module:function, or a reference: "
                                          + ", ".join(REFERENCES))

@@ -23,6 +23,7 @@ import torch
 from ..backbones import create_backbone
 from ..capture import LayerCapture
 from ..datasets import load_dataset
+from .._cli import DefaultsHelpFormatter
 from ..errors import FaceprobeError
 from .sweep import (
     ESTIMATORS,
@@ -37,7 +38,7 @@ OUTPUT_FILES = ("results.csv", "results.json", "expressivity.png")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m probes.expressivity", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--backbone", default="dlib-resnet29")
     p.add_argument("--weights", default=None, help="weight file (required for backbones whose weights you bring)")
     p.add_argument("--dataset", default="lfw", choices=["lfw", "utkface", "folder"])

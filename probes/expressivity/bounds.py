@@ -250,3 +250,86 @@ def batch_scores(critic: nn.Module, ex: torch.Tensor, ey: torch.Tensor, shifts) 
     ey_all = torch.cat([ey] + [torch.roll(ey, -int(s), dims=0) for s in shifts])
     scores = critic.score_pairs(ex.repeat(len(shifts) + 1, 1), ey_all).reshape(len(shifts) + 1, n)
     return scores[0], scores[1:].T
+
+
+# ------------------------------------------------------------------------------- baseline critics
+
+
+class GaussianBaseline(nn.Module):
+    """Frozen T0(x, y) = log q(y | x) - log q(y) for a linear-Gaussian model fitted beforehand:
+    q(y | x) = N(W x + b, S_r), q(y) = N(m, S_y). For jointly Gaussian (x, y) this is the optimal critic,
+    so its DV bound is the truth up to estimation error. Buffers only: nothing here is trained."""
+
+    def __init__(self, weight, bias, resid_cov, y_mean, y_cov):
+        super().__init__()
+        f = lambda a: torch.as_tensor(a, dtype=torch.float32)
+        self.register_buffer("weight", f(weight))  # (k, d)
+        self.register_buffer("bias", f(bias))
+        self.register_buffer("prec_r", f(torch.linalg.inv(torch.as_tensor(resid_cov, dtype=torch.float64))))
+        self.register_buffer("prec_y", f(torch.linalg.inv(torch.as_tensor(y_cov, dtype=torch.float64))))
+        self.register_buffer("y_mean", f(y_mean))
+        logdet = lambda a: float(torch.linalg.slogdet(torch.as_tensor(a, dtype=torch.float64))[1])
+        self.const = 0.5 * (logdet(y_cov) - logdet(resid_cov))
+        self.width_x = self.width_y = self.weight.shape[0]
+
+    def encode_x(self, x):
+        return x @ self.weight.T + self.bias
+
+    def encode_y(self, y):
+        return y
+
+    def score(self, mu, y):
+        r, dy = y - mu, y - self.y_mean
+        return -0.5 * ((r @ self.prec_r) * r).sum(-1) + 0.5 * ((dy @ self.prec_y) * dy).sum(-1) + self.const
+
+
+class SoftmaxBaseline(nn.Module):
+    """Frozen T0(x, y) = log q(y | x) - log q(y) for a linear classifier fitted beforehand:
+    q(y | x) = (1 - lam) softmax(x A + c)_y + lam q(y), q(y) the smoothed training frequencies (the mix keeps
+    T0 finite for classes the classifier gives no mass). x encodes to the n x K log q(. | x); y to its code."""
+
+    def __init__(self, coef, intercept, prior, lam: float):
+        super().__init__()
+        f = lambda a: torch.as_tensor(a, dtype=torch.float32)
+        self.register_buffer("coef", f(coef))  # (d, K)
+        self.register_buffer("intercept", f(intercept))
+        self.register_buffer("log_prior", f(prior).log())
+        self.lam = float(lam)
+        self.width_x, self.width_y = self.coef.shape[1], 1
+
+    def encode_x(self, x):
+        logp = torch.log_softmax(x @ self.coef + self.intercept, dim=1)
+        return torch.logaddexp(logp + math.log1p(-self.lam), self.log_prior + math.log(self.lam))
+
+    def encode_y(self, y):
+        return y.to(torch.float32).unsqueeze(1)  # class codes are exact in float32 up to 2**24
+
+    def score(self, logq, code):
+        code = code.squeeze(1).long()
+        return logq.gather(1, code.unsqueeze(1)).squeeze(1) - self.log_prior[code]
+
+
+class ResidualCritic(nn.Module):
+    """T(x, y) = T0(x, y) + MLP([x, y]): a frozen baseline critic plus a concat critic that learns what it
+    misses. The MLP's last layer starts at zero, so training starts from the baseline's bound.
+    Encodings are the two parts side by side, so re-pairing rows works as for :class:`ConcatCritic`."""
+
+    separable = False
+
+    def __init__(self, net: ConcatCritic, baseline: nn.Module):
+        super().__init__()
+        self.net, self.baseline = net, baseline
+        self._h = net.x_in.out_features
+        last = net.head[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def encode_x(self, x):
+        return torch.cat([self.net.encode_x(x), self.baseline.encode_x(x)], dim=1)
+
+    def encode_y(self, y):
+        return torch.cat([self.net.encode_y(y), self.baseline.encode_y(y)], dim=1)
+
+    def score_pairs(self, ex, ey):
+        h = self._h
+        return self.net.score_pairs(ex[:, :h], ey[:, :h]) + self.baseline.score(ex[:, h:], ey[:, h:])

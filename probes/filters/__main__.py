@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..datasets import load_dataset
+from .._cli import DefaultsHelpFormatter
 from ..errors import FaceprobeError
 from .compare import FilterComparison
 from .networks import PAIRINGS, load_network
@@ -32,7 +33,7 @@ from .networks import PAIRINGS, load_network
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m probes.filters", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("a", help="network A: registry name or package.module:function[=arg]")
     p.add_argument("b", help="network B: registry name or package.module:function[=arg]")
     p.add_argument("--weights-a", default=None, help="weight file for a registry backbone A")
