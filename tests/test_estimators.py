@@ -248,7 +248,13 @@ def test_bad_inputs_raise_named_errors(est):
 def test_bad_settings_raise_named_errors():
     X, y = tasks.correlated_gaussians(1, 0.5).sample(600, 15)
     with pytest.raises(EstimationError, match="batch_size=512"):
-        MINE().fit(X, y)  # training split of 360 rows < one batch
+        MINE(batch_size=512).fit(X, y)  # training split of 300 rows < one batch
+    auto = MINE(max_steps=20, n_bootstrap=0, n_permutations=0).estimate(X, y)
+    assert auto.diagnostics["batch_size"] == 300  # "auto": the whole training split when under 512
+    with pytest.raises(EstimationError, match="batch_size=32"):
+        MINE().fit(X[:50], y[:50])  # 25 training rows: too few for any batch
+    with pytest.raises(EstimationError, match="batch_size=1"):
+        MINE(batch_size=1).fit(X, y)
     with pytest.raises(EstimationError, match="attribute_kind"):
         LinearProbe(attribute_kind="ordinal").fit(X, y)
     with pytest.raises(EstimationError, match="eval_fraction"):

@@ -90,6 +90,53 @@ def _ensure_builtin() -> None:
     from . import arcface, dlib_resnet, hse, small_facenet, vggface  # noqa: F401
 
 
+@dataclass(frozen=True)
+class Geometry:
+    """Where a network input lies in the caller's image (pixel units, image spans [0, W] x [0, H]).
+
+    A point ``p`` in [0, 1]^2 of a square network input maps to image pixels as
+    ``p * side - pad + origin``.
+    """
+
+    origin: tuple[float, float]  # (x, y) of the crop's top-left corner in the image
+    pad: tuple[float, float]  # (x, y) zeros added before the crop to make it square
+    side: float  # side of the square (crop pixels) that was resized to the input size
+
+
+def crop_box(crop: Crop, height: int, width: int) -> tuple[int, int, int, int]:
+    """(y0, x0, y1, x1) in pixels of a fractional (top, left, h, w) crop; may reach past the frame."""
+    top, left, h, w = crop
+    return round(top * height), round(left * width), round((top + h) * height), round((left + w) * width)
+
+
+def crop_and_resize(x: torch.Tensor, crop: Crop, size: tuple[int, int],
+                    pad_to_square: bool = True) -> tuple[torch.Tensor, Geometry]:
+    """The one crop path of backbones and labellers: cut a fractional crop out of N x 3 x H x W images
+    (zero-padding where it reaches past the frame), pad it to a centred square with zeros (face-api's
+    padToSquare: the odd pixel goes after), and resize to ``size`` (bilinear, antialiased when
+    shrinking). Values keep their units; differentiable."""
+    h, w = x.shape[-2:]
+    y0, x0, y1, x1 = crop_box(crop, h, w)
+    if y1 - y0 < 1 or x1 - x0 < 1:
+        raise ImageError(f"crop {crop} of a {w}x{h} image is empty")
+    if y0 < 0 or x0 < 0 or y1 > h or x1 > w:
+        x = F.pad(x, (max(0, -x0), max(0, x1 - w), max(0, -y0), max(0, y1 - h)))
+        sy, sx = max(0, -y0), max(0, -x0)
+        x = x[..., y0 + sy:y1 + sy, x0 + sx:x1 + sx]
+    else:
+        x = x[..., y0:y1, x0:x1]
+    ch, cw = x.shape[-2:]
+    pad_x = pad_y = 0
+    if pad_to_square and ch != cw:
+        side = max(ch, cw)
+        pad_x, pad_y = (side - cw) // 2, (side - ch) // 2
+        x = F.pad(x, (pad_x, side - cw - pad_x, pad_y, side - ch - pad_y))
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False,
+                          antialias=x.shape[-1] > size[1])
+    return x, Geometry((float(x0), float(y0)), (float(pad_x), float(pad_y)), float(max(ch, cw)))
+
+
 def images_to_tensor(images) -> torch.Tensor:
     """uint8 HxWx3 array(s) -> float tensor N x 3 x H x W in [0, 1] (RGB).
 
@@ -158,22 +205,7 @@ class FaceBackbone(nn.Module):
     def preprocess(self, images: torch.Tensor, layout: str = "chip") -> torch.Tensor:
         """[0, 1] RGB images -> the network's input (crop, resize, colour order, normalise)."""
         x = images_to_tensor(images).to(self._mean.device)
-        top, left, height, width = self.spec.crop_for(layout)
-        h, w = x.shape[-2:]
-        y0, x0 = int(round(top * h)), int(round(left * w))
-        y1, x1 = int(round((top + height) * h)), int(round((left + width) * w))
-        if y0 < 0 or x0 < 0 or y1 > h or x1 > w:
-            # Crops that reach past the frame are padded with zeros (black).
-            x = F.pad(x, (max(0, -x0), max(0, x1 - w), max(0, -y0), max(0, y1 - h)))
-            y1, x1, y0, x0 = y1 - min(0, y0), x1 - min(0, x0), max(0, y0), max(0, x0)
-        x = x[..., y0:y1, x0:x1]
-        if self.spec.pad_to_square and x.shape[-1] != x.shape[-2]:
-            side = max(x.shape[-2:])
-            dy, dx = side - x.shape[-2], side - x.shape[-1]
-            x = F.pad(x, (dx // 2, dx - dx // 2, dy // 2, dy - dy // 2))
-        if tuple(x.shape[-2:]) != tuple(self.spec.input_size):
-            x = F.interpolate(x, size=self.spec.input_size, mode="bilinear", align_corners=False,
-                              antialias=x.shape[-1] > self.spec.input_size[1])
+        x, _ = crop_and_resize(x, self.spec.crop_for(layout), self.spec.input_size, self.spec.pad_to_square)
         x = x.index_select(1, self._order) * 255.0
         return (x - self._mean) / self._std
 

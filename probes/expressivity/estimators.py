@@ -447,7 +447,9 @@ class NeuralMIEstimator(MIEstimator):
     hidden: hidden widths of the critic MLP(s); (32, 32) by default: on top of the linear baseline, (64, 64)
         was no more accurate on the closed-form tasks and took 1.6x longer per step. embed_dim: output size
         of f and g (separable).
-    batch_size, max_steps, min_steps, learning_rate, weight_decay: optimisation (Adam). ``learning_rate="auto"``
+    batch_size: pairs per step; "auto" is 512, or the whole training split when it is smaller (at least
+        32 training rows are required either way).
+    max_steps, min_steps, learning_rate, weight_decay: optimisation (Adam). ``learning_rate="auto"``
         (default) is 1e-2 / sqrt(d), d the number of features entering the critic (after ``pca``): 1e-2 for
         1-D features, 8.8e-4 for 128-D. Low-dimensional high-MI tasks then converge in about half the
         steps of 1e-3, while many-feature critics, which memorise a few thousand samples within a few
@@ -490,7 +492,7 @@ class NeuralMIEstimator(MIEstimator):
 
     _bound = "dv"
 
-    def __init__(self, bound=None, critic="auto", hidden=(32, 32), embed_dim=32, batch_size=512, max_steps=5000,
+    def __init__(self, bound=None, critic="auto", hidden=(32, 32), embed_dim=32, batch_size="auto", max_steps=5000,
                  min_steps=300, learning_rate="auto", n_lr_drops=1, lr_drop_factor=0.25, weight_decay=0.0, n_negatives=None, eval_negatives=16,
                  eval_every=100, patience=4, smoothing=0.5, max_val_samples=2048, val_fraction=0.2,
                  eval_fraction=0.3, pca=None, y_transform="standardize", ema_rate=0.01, tau=5.0,
@@ -578,7 +580,9 @@ class NeuralMIEstimator(MIEstimator):
         return 20
 
     def _check_params(self) -> None:
-        for name in ("batch_size", "max_steps", "eval_every", "patience", "max_val_samples", "eval_negatives"):
+        if self.batch_size != "auto" and (not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 2):
+            raise EstimationError(f"batch_size={self.batch_size!r}: expected 'auto' or an int >= 2")
+        for name in ("max_steps", "eval_every", "patience", "max_val_samples", "eval_negatives"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise EstimationError(f"{name}={v!r}: expected a positive int")
@@ -600,10 +604,11 @@ class NeuralMIEstimator(MIEstimator):
         fractions = check_fractions(self.val_fraction, self.eval_fraction)
         strata = data.y if data.kind == "discrete" else None
         train, val, test = split_indices(len(data.X), fractions, rng, strata)
-        if len(train) < self.batch_size:
+        batch_size = min(_AUTO_BATCH, len(train)) if self.batch_size == "auto" else int(self.batch_size)
+        if len(train) < max(batch_size, _MIN_BATCH):
             raise EstimationError(
                 f"X has {len(data.X)} samples: the training split ({len(train)}) is smaller than "
-                f"batch_size={self.batch_size}; pass more samples or a smaller batch_size")
+                f"batch_size={max(batch_size, _MIN_BATCH)}; pass more samples or a smaller batch_size")
         if min(len(val), len(test)) < 10:
             raise EstimationError(f"X has {len(data.X)} samples: validation/evaluation splits "
                                   f"({len(val)}/{len(test)}) need at least 10 each")
@@ -638,12 +643,13 @@ class NeuralMIEstimator(MIEstimator):
         shifts_val = _shifts(len(val), self.eval_negatives, rng)
         shifts_test = _shifts(len(test), self.eval_negatives, rng)
         lr = self._resolved_lr(prep.n_features_out_)
-        curve, best_state, stop, steps = self._train(critic, bound, xtr, ytr, xva, yva, n_neg, shifts_val, rng, lr)
+        curve, best_state, stop, steps = self._train(critic, bound, xtr, ytr, xva, yva, n_neg, shifts_val, rng, lr,
+                                                     batch_size)
 
         diag = {"n_train": len(train), "n_val": len(val), "n_features": data.X.shape[1],
                 "n_features_used": prep.n_features_out_, "pca_variance_kept": prep.pca_variance_kept_,
                 "critic": kind, "baseline": baseline_kind, "baseline_fit": baseline_diag,
-                "bound": bound.name, "learning_rate": lr, "stop_reason": stop,
+                "bound": bound.name, "learning_rate": lr, "batch_size": batch_size, "stop_reason": stop,
                 "converged": stop == "plateau", "steps": steps,
                 "chosen_step": best_state["step"], "val_at_chosen": best_state["val"],
                 "val_smoothed_at_chosen": best_state["smoothed"],
@@ -696,10 +702,10 @@ class NeuralMIEstimator(MIEstimator):
         # of a large step size. 1e-2 / sqrt(d) bridges the two (measured: benchmarks/README.md, MINE speed).
         return 1e-2 / math.sqrt(max(1, n_features))
 
-    def _train(self, critic, bound, xtr, ytr, xva, yva, n_neg, shifts_val, rng, lr):
+    def _train(self, critic, bound, xtr, ytr, xva, yva, n_neg, shifts_val, rng, lr, batch_size):
         opt = torch.optim.Adam(critic.parameters(), lr=lr, weight_decay=self.weight_decay, foreach=True)
         bound.reset()
-        n, B = len(xtr), self.batch_size
+        n, B = len(xtr), batch_size
         use_shifts = not critic.separable
         curve = {"step": [], "train": [], "val": [], "val_smoothed": [], "lr_drops": []}
         best = {"smoothed": -math.inf, "step": 0, "val": float("nan"), "train": float("nan"),
@@ -799,6 +805,8 @@ class InfoNCE(NeuralMIEstimator):
 
 # ------------------------------------------------------------------------------------------ helpers
 
+_AUTO_BATCH = 512  # batch_size="auto": this many pairs, or the whole training split when it is smaller
+_MIN_BATCH = 32  # fewer training rows than this make a noisy critic; refuse rather than mislead
 _MATRIX_MAX = 4096  # separable critic: score all pairs up to this many rows
 _CHUNK_ROWS = 65536  # rows per batched bootstrap / permutation pass
 

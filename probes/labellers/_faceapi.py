@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from torch import nn
 
 from .. import weights as weight_store
 from ..backbones._files import read_torch_state
-from ..backbones.registry import Crop, images_to_tensor, load_named_tensors
+from ..backbones.registry import Crop, Geometry, crop_and_resize, images_to_tensor, load_named_tensors
 from ..errors import ImageError, UnknownNameError, WeightFileError
 from ..tfjs import conv_filter, dense_weight, depthwise_filter, read_weights_manifest
 
@@ -118,50 +117,11 @@ def load_faceapi_weights(net: nn.Module, manifest: str, shard: str, weights: str
     return weight_store.sha256_of(weights)
 
 
-@dataclass(frozen=True)
-class Geometry:
-    """Where the network input lies in the caller's image (pixel units, image spans [0, W] x [0, H]).
-
-    A point ``p`` in [0, 1]^2 of the network input maps to image pixels as
-    ``p * side - pad + origin``.
-    """
-
-    origin: tuple[float, float]  # (x, y) of the crop's top-left corner in the image
-    pad: tuple[float, float]  # (x, y) zeros added before the crop to make it square
-    side: float  # side of the square (crop pixels) that was resized to the input size
-
-
-def crop_box(crop: Crop, height: int, width: int) -> tuple[int, int, int, int]:
-    """(y0, x0, y1, x1) in pixels of a fractional (top, left, h, w) crop; may reach past the frame."""
-    top, left, h, w = crop
-    return round(top * height), round(left * width), round((top + h) * height), round((left + w) * width)
-
-
 def prepare_input(x: torch.Tensor, crop: Crop, size: int) -> tuple[torch.Tensor, Geometry]:
-    """Crop (zero-padding beyond the frame), pad to a centred square with zeros, resize to ``size``.
-
-    ``x`` is N x 3 x H x W in [0, 1]; the result is in 0..255 units, like the
-    pixels face-api.js feeds its nets. Differentiable.
-    """
-    h, w = x.shape[-2:]
-    y0, x0, y1, x1 = crop_box(crop, h, w)
-    if y1 - y0 < 1 or x1 - x0 < 1:
-        raise ImageError(f"crop {crop} of a {w}x{h} image is empty")
-    if y0 < 0 or x0 < 0 or y1 > h or x1 > w:
-        x = F.pad(x, (max(0, -x0), max(0, x1 - w), max(0, -y0), max(0, y1 - h)))
-        sy, sx = max(0, -y0), max(0, -x0)
-        x = x[..., y0 + sy:y1 + sy, x0 + sx:x1 + sx]
-    else:
-        x = x[..., y0:y1, x0:x1]
-    ch, cw = x.shape[-2:]
-    side = max(ch, cw)
-    # face-api's padToSquare appends Math.round(diff / 2) and prepends the rest (diff // 2).
-    pad_x, pad_y = (side - cw) // 2, (side - ch) // 2
-    if side != ch or side != cw:
-        x = F.pad(x, (pad_x, side - cw - pad_x, pad_y, side - ch - pad_y))
-    if side != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=side > size)
-    return x * 255.0, Geometry((float(x0), float(y0)), (float(pad_x), float(pad_y)), float(side))
+    """Crop, pad to a centred square and resize to ``size`` (:func:`crop_and_resize`); ``x`` is N x 3 x H x W
+    in [0, 1] and the result in 0..255 units, like the pixels face-api.js feeds its nets."""
+    x, geometry = crop_and_resize(x, crop, (size, size))
+    return x * 255.0, geometry
 
 
 def check_layout(crops: Mapping[str, Crop], layout: str, owner: str) -> Crop:
