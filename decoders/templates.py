@@ -99,7 +99,8 @@ def weights_key(backbone: FaceBackbone) -> str:
     return "random-init:" + digest.hexdigest()
 
 
-def _files_fingerprint(paths: list[str]) -> str:
+def files_fingerprint(paths: list[str]) -> str:
+    """Hash of each file's path, size and modification time: a cache key part that changes when files do."""
     digest = hashlib.sha256()
     for path in paths:
         try:
@@ -110,7 +111,8 @@ def _files_fingerprint(paths: list[str]) -> str:
     return digest.hexdigest()
 
 
-def _key(fields: dict) -> str:
+def cache_key(fields: dict) -> str:
+    """A short stable key of a JSON-able description (the cache file name)."""
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -204,7 +206,7 @@ def compute_targets(backbone: FaceBackbone, dataset: FaceDataset, image_size: in
     paths = [str(Path(p).resolve()) for p in dataset.paths]
     layout = dataset.layout
     spec = backbone.spec
-    files = _files_fingerprint(paths)
+    files = files_fingerprint(paths)
     t_meta = {"version": CACHE_VERSION, "kind": "templates", "backbone": spec.name,
               "weights": weights_key(backbone), "layout": layout, "n": len(paths), "files": files}
     c_meta = {"version": CACHE_VERSION, "kind": "chips", "backbone": spec.name,
@@ -212,7 +214,7 @@ def compute_targets(backbone: FaceBackbone, dataset: FaceDataset, image_size: in
               "input_size": list(spec.input_size), "layout": layout, "image_size": int(image_size),
               "n": len(paths), "files": files}
     cache = ArrayCache(default_cache_dir() if cache_dir is None else cache_dir) if cache_dir is not False else None
-    t_key, c_key = _key(t_meta), _key(c_meta)
+    t_key, c_key = cache_key(t_meta), cache_key(c_meta)
     templates = cache.get(t_key, t_meta, mmap=False) if cache else None
     chips = cache.get(c_key, c_meta) if cache else None
     hits = (templates is not None, chips is not None)

@@ -27,13 +27,26 @@ def data_root() -> Path:
     return root
 
 
+def weights_or_skip(filename: str, what: str):
+    """The cached weight file's path, or skip the test when it is not fetched."""
+    from probes import weights
+
+    try:
+        return weights.weight_path(filename)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
+        pytest.skip(f"{what} unavailable: {exc}")
+
+
 @pytest.fixture(scope="session")
 def faceapi_weights():
     """Skip when face-api weights are not fetched (`python -m probes.weights fetch`)."""
     from probes import weights
 
-    try:
-        weights.weight_path("face_recognition_model.bin")
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-        pytest.skip(f"face-api weights unavailable: {exc}")
+    weights_or_skip("face_recognition_model.bin", "face-api weights")
     return weights.weights_dir()
+
+
+@pytest.fixture(scope="session")
+def lpips_weights():
+    """Skip when LPIPS' AlexNet checkpoint is not fetched."""
+    return weights_or_skip("alexnet.ckpt", "LPIPS checkpoint")

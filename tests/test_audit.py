@@ -61,17 +61,7 @@ class BrightnessYaw:
 
 
 @pytest.fixture(scope="module")
-def lpips_available():
-    from probes import weights
-
-    try:
-        weights.weight_path("alexnet.ckpt")
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-        pytest.skip(f"LPIPS checkpoint unavailable: {exc}")
-
-
-@pytest.fixture(scope="module")
-def audit(lpips_available):
+def audit(lpips_weights):
     """An audit on tiny random-init face models and labellers (fast; numbers meaningless but exact where tested)."""
     from probes.backbones import create_backbone
     from probes.labellers import create_labeller
@@ -385,7 +375,7 @@ def test_cli_refuses_before_any_work(tmp_path, capsys):
 
 
 @pytest.mark.data
-def test_cli_end_to_end_on_real_faces(data_root, faceapi_weights, lpips_available, tmp_path, capsys):
+def test_cli_end_to_end_on_real_faces(data_root, faceapi_weights, lpips_weights, tmp_path, capsys):
     out = tmp_path / "identity"
     code = main(["--generator", "identity", "--groups", "ipcgan", "--image-size", "64", "--data-root", str(data_root),
                  "--holdout", "0", "--max-images", "16", "--targets", "11-20", "4", "--independent-backbone",

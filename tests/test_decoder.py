@@ -156,14 +156,8 @@ def test_reconstruction_loss_terms_and_gradients(random_backbone):
     assert all(v.item() < 1e-5 for v in same.values())
 
 
-def test_perceptual_term_uses_local_lpips():
+def test_perceptual_term_uses_local_lpips(lpips_weights):
     pytest.importorskip("lpips")
-    from probes import weights
-
-    try:
-        weights.weight_path("alexnet.ckpt")
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"LPIPS weights unavailable: {exc}")
     loss = ReconstructionLoss(LossConfig(pixel=0, gradient=0, identity=0, local_pixel=0, local_gradient=0,
                                          perceptual=1.0))
     a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)

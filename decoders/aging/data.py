@@ -20,7 +20,7 @@ from probes.datasets import FaceDataset, load_utkface
 from probes.errors import DatasetError
 from probes.images import load_image
 
-from ..templates import ArrayCache, _files_fingerprint, _key
+from ..templates import ArrayCache, cache_key, files_fingerprint
 from .groups import AgeGroups
 
 CACHE_VERSION = "faceprobe-aging-faces-1"
@@ -123,8 +123,8 @@ def _cached_images(paths: list[str], size: int, cache_dir, progress: bool) -> np
 
         cache_dir = cache_home() / "cache" / "aging-faces"
     cache = ArrayCache(cache_dir)
-    meta = {"version": CACHE_VERSION, "size": size, "n": len(paths), "files": _files_fingerprint(paths)}
-    key = _key(meta)
+    meta = {"version": CACHE_VERSION, "size": size, "n": len(paths), "files": files_fingerprint(paths)}
+    key = cache_key(meta)
     cached = cache.get(key, meta, mmap=False)
     if cached is not None:
         return cached
