@@ -255,6 +255,8 @@ def test_bad_settings_raise_named_errors():
         MINE().fit(X[:50], y[:50])  # 25 training rows: too few for any batch
     with pytest.raises(EstimationError, match="batch_size=1"):
         MINE(batch_size=1).fit(X, y)
+    with pytest.raises(EstimationError, match="tol=-0.1"):
+        MINE(tol=-0.1).fit(X, y)
     with pytest.raises(EstimationError, match="attribute_kind"):
         LinearProbe(attribute_kind="ordinal").fit(X, y)
     with pytest.raises(EstimationError, match="eval_fraction"):

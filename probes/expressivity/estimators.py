@@ -415,7 +415,7 @@ class NeuralMIEstimator(MIEstimator):
     estimate otherwise, so training starts there and only has to learn what a linear model misses; the
     kept critic is chosen on validation data from step 0 on (the baseline alone is a candidate). A plain
     MLP critic has to find a direction in many features from a few thousand samples and memorises them
-    first: on the closed-form benchmark (n = 5,000) it fell 0.07-0.11 nats short on 128-D and 8 x 8 Gaussian
+    first: on the closed-form benchmark (n = 5,000) it fell 0.065-0.11 nats short on 128-D and 8 x 8 Gaussian
     tasks where the residual critic is within 0.04 (benchmarks/README.md). ``baseline=None`` gives the
     plain critic of Belghazi et al.; the separable critic has no baseline.
 
@@ -593,6 +593,8 @@ class NeuralMIEstimator(MIEstimator):
             raise EstimationError(f"learning_rate={self.learning_rate!r}: expected 'auto' or a float > 0")
         if not isinstance(self.learning_rate, str) and not self.learning_rate > 0:
             raise EstimationError(f"learning_rate={self.learning_rate!r}: expected 'auto' or a float > 0")
+        if not (isinstance(self.tol, (int, float)) and self.tol >= 0):
+            raise EstimationError(f"tol={self.tol!r}: expected a number of nats >= 0")
         if not 0.0 < self.smoothing <= 1.0:
             raise EstimationError(f"smoothing={self.smoothing!r}: expected a weight in (0, 1]")
 
@@ -751,14 +753,11 @@ class NeuralMIEstimator(MIEstimator):
             smoothed = v if smoothed is None else (1 - self.smoothing) * smoothed + self.smoothing * v
             for key, value in (("step", step), ("train", train_avg), ("val", v), ("val_smoothed", smoothed)):
                 curve[key].append(value)
-            improved = smoothed > reference + self.tol
-            if improved:
-                reference = smoothed
             if smoothed > best["smoothed"]:
                 best = {"smoothed": smoothed, "step": step, "val": v, "train": train_avg,
                         "weights": copy.deepcopy(critic.state_dict())}
-            if improved:
-                stale = 0
+            if smoothed > reference + self.tol:
+                reference, stale = smoothed, 0
             else:
                 stale += 1
                 if stale >= self.patience and step >= self.min_steps:
