@@ -260,9 +260,16 @@ class GaussianBaseline(nn.Module):
     q(y | x) = N(W x + b, S_r), q(y) = N(m, S_y). For jointly Gaussian (x, y) this is the optimal critic,
     so its DV bound is the truth up to estimation error. Buffers only: nothing here is trained."""
 
-    def __init__(self, weight, bias, resid_cov, y_mean, y_cov):
+    def __init__(self, weight, bias, resid_cov, y_mean, y_cov, y_knots=None, z_knots=None):
         super().__init__()
         f = lambda a: torch.as_tensor(a, dtype=torch.float32)
+        # Optional monotone map of each y column (piecewise linear through (y_knots, z_knots)) applied
+        # before the Gaussian model: the density ratio is unchanged by it, and a non-Gaussian y (e.g. a
+        # near-binary P(male)) is far better described as Gaussian after normal scores.
+        self.mapped = y_knots is not None
+        if self.mapped:
+            self.register_buffer("y_knots", f(y_knots))  # (k, m), increasing along m
+            self.register_buffer("z_knots", f(z_knots))
         self.register_buffer("weight", f(weight))  # (k, d)
         self.register_buffer("bias", f(bias))
         self.register_buffer("prec_r", f(torch.linalg.inv(torch.as_tensor(resid_cov, dtype=torch.float64))))
@@ -276,11 +283,26 @@ class GaussianBaseline(nn.Module):
         return x @ self.weight.T + self.bias
 
     def encode_y(self, y):
-        return y
+        if not self.mapped:
+            return y
+        cols = []
+        for j in range(y.shape[1]):
+            knots, z = self.y_knots[j].contiguous(), self.z_knots[j]
+            hi = torch.searchsorted(knots, y[:, j].contiguous()).clamp(1, len(knots) - 1)
+            x0, x1 = knots[hi - 1], knots[hi]
+            t = ((y[:, j] - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0.0, 1.0)
+            cols.append(z[hi - 1] + t * (z[hi] - z[hi - 1]))
+        return torch.stack(cols, dim=1)
+
+    n_features = property(lambda self: self.width_y)
 
     def score(self, mu, y):
         r, dy = y - mu, y - self.y_mean
         return -0.5 * ((r @ self.prec_r) * r).sum(-1) + 0.5 * ((dy @ self.prec_y) * dy).sum(-1) + self.const
+
+    def features(self, mu, y):
+        """What the residual MLP sees of the pair besides (x, y): the model's residual (mapped) y - W x - b."""
+        return y - mu
 
 
 class SoftmaxBaseline(nn.Module):
@@ -304,9 +326,15 @@ class SoftmaxBaseline(nn.Module):
     def encode_y(self, y):
         return y.to(torch.float32).unsqueeze(1)  # class codes are exact in float32 up to 2**24
 
+    n_features = 1
+
     def score(self, logq, code):
         code = code.squeeze(1).long()
         return logq.gather(1, code.unsqueeze(1)).squeeze(1) - self.log_prior[code]
+
+    def features(self, logq, code):
+        """What the residual MLP sees of the pair besides (x, y): log q(y | x)."""
+        return logq.gather(1, code.long())
 
 
 class ResidualCritic(nn.Module):
@@ -320,6 +348,10 @@ class ResidualCritic(nn.Module):
         super().__init__()
         self.net, self.baseline = net, baseline
         self._h = net.x_in.out_features
+        # The MLP also reads the baseline's view of the pair (its residual, or log q(y | x)): what a linear
+        # model gets wrong is usually a simple function of that (a sharp band in y - x), hard to find from
+        # [x, y] alone.
+        self.pair_in = nn.Linear(baseline.n_features, self._h, bias=False)
         last = net.head[-1]
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
@@ -332,4 +364,6 @@ class ResidualCritic(nn.Module):
 
     def score_pairs(self, ex, ey):
         h = self._h
-        return self.net.score_pairs(ex[:, :h], ey[:, :h]) + self.baseline.score(ex[:, h:], ey[:, h:])
+        bx, by = ex[:, h:], ey[:, h:]
+        hidden = ex[:, :h] + ey[:, :h] + self.pair_in(self.baseline.features(bx, by))
+        return self.net.head(hidden).squeeze(-1) + self.baseline.score(bx, by)
