@@ -21,7 +21,6 @@ horizontal flips only.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,6 +52,7 @@ from .training import (
     TrainingError,
     TrainResult,
     TrainTask,
+    warmup_cosine,
 )
 
 IDENTITY_KIND = "face-identity"
@@ -148,10 +148,7 @@ class IdentityTask(TrainTask):
 
     def lr_at(self, step: int) -> float:
         o = self._config["optim"]
-        warmup = max(1, min(o["warmup_steps"], self.total_steps // 10))
-        warm = min(1.0, (step + 1) / warmup)
-        progress = min(1.0, step / max(1, self.total_steps))
-        return o["lr"] * warm * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+        return o["lr"] * warmup_cosine(step, self.total_steps, o["warmup_steps"], min_ratio=0.01)
 
     def _inputs(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)

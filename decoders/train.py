@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -50,6 +49,7 @@ from .training import (
     TrainingError,
     TrainTask,
     init_distributed,
+    warmup_cosine,
     shutdown_distributed,
 )
 
@@ -104,12 +104,7 @@ class DecoderTask(TrainTask):
 
     def lr_at(self, step: int) -> float:
         o = self._config["optim"]
-        # Short runs warm up over their first tenth at most.
-        warmup = max(1, min(o["warmup_steps"], self.total_steps // 10))
-        warm = min(1.0, (step + 1) / warmup)
-        progress = min(1.0, step / max(1, self.total_steps))
-        cosine = o["min_lr_ratio"] + (1 - o["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * progress))
-        return o["lr"] * warm * cosine
+        return o["lr"] * warmup_cosine(step, self.total_steps, o["warmup_steps"], o["min_lr_ratio"])
 
     def _targets(self, images: torch.Tensor) -> torch.Tensor:
         return images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)

@@ -327,6 +327,15 @@ class TrainerSettings:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.0) -> float:
+    """The learning-rate factor shared by the training tasks: linear warmup over ``warmup_steps`` (at most
+    a tenth of a short run), then cosine decay from 1 to ``min_ratio`` at ``total_steps``."""
+    warmup = max(1, min(warmup_steps, total_steps // 10))
+    warm = min(1.0, (step + 1) / warmup)
+    progress = min(1.0, step / max(1, total_steps))
+    return warm * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 def _every(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import copy
-import math
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -31,7 +30,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..checkpoints import CheckpointError, load_checkpoint
-from ..training import ArrayData, Trainer, TrainerSettings, TrainTask
+from ..training import ArrayData, Trainer, TrainerSettings, TrainTask, warmup_cosine
 from .data import UTKFACE_FRAME, AgingFaces
 from .groups import AgeGroups, AgingError
 
@@ -235,7 +234,7 @@ class AgeClassifierTask(TrainTask):
         return self._config
 
     def step(self, batch, step: int) -> dict[str, float]:
-        lr = self.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, self.total_steps))))
+        lr = self.lr * warmup_cosine(step, self.total_steps)
         opt = self.optimizers["classifier"]
         for group in opt.param_groups:
             group["lr"] = lr
