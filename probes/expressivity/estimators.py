@@ -38,11 +38,11 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.linear_model import LogisticRegression
 
 from ._data import Checked, Preprocessor, check_fractions, check_inputs, split_indices
-from .bounds import (ConcatCritic, GaussianBaseline, ResidualCritic, SeparableCritic, SoftmaxBaseline, batch_scores,
-                     make_bound)
+from .bounds import (ConcatCritic, DonskerVaradhan, GaussianBaseline, ResidualCritic, SeparableCritic,
+                     SoftmaxBaseline, batch_scores, make_bound)
 from .results import EstimationError, MIResult
 
 __all__ = ["MINE", "NWJ", "SMILE", "InfoNCE", "LinearProbe", "MIEstimator", "NeuralMIEstimator", "ProbeBound"]
@@ -154,7 +154,7 @@ class LinearProbe(MIEstimator):
       label frequencies, so classes absent from training cost a finite amount. The plug-in H(Y) is biased
       low for many rare classes (identities), which keeps the bound conservative.
     * Continuous y: ``I >= 0.5 log det Cov(y) - 0.5 log det E[r r^T]`` on held-out data, r = y - ridge(X)
-      (``RidgeCV`` over ``alphas``, efficient leave-one-out); for one attribute this is
+      (ridge with the penalty per attribute chosen by exact leave-one-out error over ``alphas``); for one attribute this is
       ``-0.5 log(1 - R^2_heldout)``, 0 when R^2 <= 0. Exact for jointly Gaussian (X, y); a lower bound whenever
       y is Gaussian, because a Gaussian has the largest entropy for its variance. ``y_transform="rank"``
       maps y to normal scores first, which makes a scalar y Gaussian (so the bound holds for any continuous
@@ -168,7 +168,7 @@ class LinearProbe(MIEstimator):
     Cs: candidate C values for ``C="auto"``.
     classifier: "auto" (logistic up to ``max_logistic_classes`` classes, LDA above), "logistic" or "lda".
     max_logistic_classes: where "auto" switches to LDA.
-    alphas: ridge penalties tried by ``RidgeCV`` (None: 1e-2 .. 1e5).
+    alphas: ridge penalties tried (None: 1e-2 .. 1e5).
     eval_fraction: held-out share the bound is computed on.
     pca: None, "auto" (128 whitened components when d > 256) or an int; fitted on the training split.
     y_transform: "standardize" or "rank" (continuous y only).
@@ -312,9 +312,9 @@ class LinearProbe(MIEstimator):
 
     # -- continuous: Gaussian bound from held-out ridge residuals
     def _continuous(self, Xtr, ytr, Xte, yte, diag) -> _Core:
-        alphas = np.logspace(-2, 5, 15) if self.alphas is None else np.asarray(self.alphas, dtype=np.float64)
-        model = RidgeCV(alphas=alphas, alpha_per_target=ytr.shape[1] > 1).fit(Xtr, ytr)
-        resid = yte - model.predict(Xte).reshape(yte.shape)
+        alphas = _RIDGE_ALPHAS if self.alphas is None else np.asarray(self.alphas, dtype=np.float64)
+        weight, bias, _, alpha = _ridge_loo(Xtr, ytr, alphas)
+        resid = yte - (Xte @ weight.T + bias)
         n = len(yte)
 
         def stat(y, r):
@@ -326,7 +326,7 @@ class LinearProbe(MIEstimator):
         raw = stat(yte, resid)
         pred = yte - resid
         r2 = 1.0 - np.mean(resid**2, axis=0) / yte.var(axis=0)
-        diag.update(alpha=np.atleast_1d(model.alpha_).astype(float).tolist(), r2_heldout=r2.tolist())
+        diag.update(alpha=alpha.astype(float).tolist(), r2_heldout=r2.tolist())
 
         def bootstrap(B, g):
             out = np.empty(B)
@@ -389,6 +389,7 @@ def _fit_temperature(logits: np.ndarray, target: np.ndarray) -> float:
 
 ProbeBound = LinearProbe
 
+_RIDGE_ALPHAS = np.logspace(-2, 5, 15)  # ridge penalties tried by default (probe and baseline alike)
 _ABSENT_LOGIT = -1e4  # logit of a class never seen in training: probability 0 before the prior mix
 
 
@@ -854,9 +855,8 @@ def _linear_baseline(X: np.ndarray, y: np.ndarray, n_classes: int | None, rng: n
         with torch.no_grad():
             for name, base in candidates.items():
                 ex, ey = base.encode_x(xt), base.encode_y(yt)
-                neg = torch.stack([base.score(ex, torch.roll(ey, -int(k), dims=0)) for k in shifts])
-                scores[name] = float(base.score(ex, ey).mean() - torch.logsumexp(neg.reshape(-1), 0)
-                                     + math.log(neg.numel()))
+                neg = torch.stack([base.score(ex, torch.roll(ey, -int(k), dims=0)) for k in shifts], dim=1)
+                scores[name] = float(DonskerVaradhan().value(base.score(ex, ey), neg))
         scores = {k: (v if math.isfinite(v) else -math.inf) for k, v in scores.items()}
         best = max(scores, key=scores.get)
         diag.update(train_dv={k: round(v, 4) for k, v in scores.items()}, y_map=best if scores[best] > 0 else None)
@@ -872,7 +872,7 @@ def _gaussian_baseline(X, y, y_knots, z_knots) -> GaussianBaseline:
     target = y
     if y_knots is not None:
         target = np.stack([np.interp(y[:, j], y_knots[j], z_knots[j]) for j in range(y.shape[1])], axis=1)
-    weight, bias, loo_resid, _ = _ridge_loo(X, target, np.logspace(-2, 5, 15))
+    weight, bias, loo_resid, _ = _ridge_loo(X, target, _RIDGE_ALPHAS)
     y_cov = np.atleast_2d(np.cov(target, rowvar=False))
     resid_cov = np.atleast_2d(np.cov(loo_resid, rowvar=False))
     return GaussianBaseline(weight, bias, resid_cov, target.mean(axis=0), y_cov, y_knots, z_knots)
