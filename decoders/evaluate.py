@@ -81,7 +81,7 @@ from .reconstruct import (
     source_names,
     split_dataset,
 )
-from .templates import compute_targets, weights_key
+from .templates import cache_dir_option, compute_targets, weights_key
 
 DEFAULT_FMRS = (1e-3, 1e-4)
 IMPOSTOR_SETS = ("auto", "pairs", "cross")
@@ -776,7 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cache = False if (args.cache_dir or "").lower() == "none" else args.cache_dir
+    cache = cache_dir_option(args.cache_dir)
     try:
         results = evaluate(args.checkpoint, args.out, data_root=args.data_root, backbone_b=args.backbone_b,
                            weights_b=args.weights_b, max_images=args.max_images, fmrs=args.fmr,

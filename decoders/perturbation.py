@@ -70,7 +70,7 @@ from .reconstruct import (
     source_names,
     split_dataset,
 )
-from .templates import atomic_write_bytes, weights_key
+from .templates import atomic_write_bytes, cache_dir_option, weights_key
 
 ATTACK_FAMILIES = ("noise", "fgsm", "pgd")
 RECON_LABELS = {"recon_cosine": "reconstruction vs clean template (cosine)",
@@ -460,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cache = False if (args.cache_dir or "").lower() == "none" else args.cache_dir
+    cache = cache_dir_option(args.cache_dir)
     try:
         results = perturbation_analysis(
             args.checkpoint, args.out, images=args.images, layout=args.layout, split=args.split,

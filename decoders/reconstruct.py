@@ -47,7 +47,7 @@ from probes.errors import DatasetError, FaceprobeError
 from .checkpoints import CheckpointError, load_decoder, seed_everything
 from .gallery import GalleryItem, check_output_folder, save_png, staged_output, to_uint8, write_grid, write_html
 from .model import FaceDecoder, TemplateError
-from .templates import atomic_write_bytes, compute_targets, weights_key
+from .templates import atomic_write_bytes, cache_dir_option, compute_targets, weights_key
 
 
 class ReconstructionError(FaceprobeError, ValueError):
@@ -488,10 +488,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _cache_arg(value: str | None):
-    return False if (value or "").lower() == "none" else value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
@@ -501,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               split=args.split, templates=args.templates, layout=args.layout,
                               overwrite=args.overwrite, max_images=args.max_images, device=args.device,
                               backbone=args.backbone, weights=args.weights, data_root=args.data_root,
-                              cache_dir=_cache_arg(args.cache_dir), lpips=not args.no_lpips,
+                              cache_dir=cache_dir_option(args.cache_dir), lpips=not args.no_lpips,
                               gallery_size=args.gallery_size, batch_size=args.batch_size,
                               progress=not args.no_progress,
                               command=[sys.executable, "-m", "decoders.reconstruct"]

@@ -39,7 +39,7 @@ from probes.errors import FaceprobeError
 from .checkpoints import DECODER_KIND, CheckpointError, load_checkpoint, seed_everything
 from .losses import LossConfig, ReconstructionLoss
 from .model import DecoderConfig, FaceDecoder, TemplateError
-from .templates import Targets, compute_targets, weights_key
+from .templates import Targets, cache_dir_option, compute_targets, weights_key
 from .training import (
     ArrayData,
     DistributedContext,
@@ -327,7 +327,7 @@ def _train(args, cfg: dict, out: Path, ctx: DistributedContext) -> dict:
     dec_cfg = DecoderConfig(embedding_size=backbone.spec.embedding_size, image_size=cfg["image_size"],
                             width=cfg["width"], norm=cfg["norm"], standardise=cfg["standardise"])
     parts = _load_datasets(cfg, args.data_root)
-    cache_dir = False if (args.cache_dir or "").lower() == "none" else args.cache_dir
+    cache_dir = cache_dir_option(args.cache_dir)
     progress = not args.no_progress and ctx.is_main
 
     def targets_of(ds):

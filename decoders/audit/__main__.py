@@ -25,6 +25,7 @@ from probes._cli import DefaultsHelpFormatter
 from probes.errors import FaceprobeError
 
 from ..aging.groups import AgeGroups
+from ..templates import cache_dir_option
 from .core import DEFAULT_INDEPENDENT_BACKBONE, EXPRESSIVITY_ATTRIBUTES, AgingAudit
 from .references import REFERENCES, reference_model
 from .sources import (
@@ -170,7 +171,7 @@ def run(args: argparse.Namespace, command: Sequence[str]) -> dict:
         selection["subsample"] = f"{len(faces)} drawn with seed {args.seed} (load_aging_faces)"
     if reference is not None:
         model = reference_model(reference, groups, size, faces.images)
-    cache = False if (args.cache_dir or "").lower() == "none" else args.cache_dir
+    cache = cache_dir_option(args.cache_dir)
     audit = AgingAudit(
         train_backbone=args.train_backbone, independent_backbone=args.independent_backbone,
         age_labeller=args.age_labeller, pose_labeller=None if args.pose_labeller == "none" else args.pose_labeller,
