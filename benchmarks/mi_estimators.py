@@ -206,7 +206,8 @@ def print_tables(summary: list[dict], estimators: list[str]) -> dict:
                 else:
                     cells.append(f"{fmt(s['estimate']):>6} {fmt(s['abs_error']):>6} {fmt(s['seconds'], '7.1f'):>8}")
             print(f"{task:<{w}}{truth:>7.3f}  " + "  ".join(cells))
-            fp = [by[(task, nn, e)] for e in estimators if e in FACEPROBE and by[(task, nn, e)]["abs_error"] is not None]
+            fp = [by[(task, nn, e)] for e in estimators
+                  if e in FACEPROBE and by[(task, nn, e)]["abs_error"] is not None]
             if fp:
                 best = min(fp, key=lambda s: s["abs_error"])
                 in_scope = truth <= MAX_TARGET_MI + 1e-9
@@ -221,7 +222,8 @@ def print_tables(summary: list[dict], estimators: list[str]) -> dict:
     if verdict["mine_ratios"]:
         print("\n=== time ratio faceprobe MINE / benchmark-mi MINE at equal n (< 1: faceprobe faster) ===")
         for r in verdict["mine_ratios"]:
-            print(f"{r['task']:<{w}} n={r['n']:<6} {r['fp_mine_s']:7.1f} s / {r['bmi_mine_s']:7.1f} s = {r['ratio']:.2f}")
+            print(f"{r['task']:<{w}} n={r['n']:<6} {r['fp_mine_s']:7.1f} s / {r['bmi_mine_s']:7.1f} s "
+                  f"= {r['ratio']:.2f}")
         ratios = [r["ratio"] for r in verdict["mine_ratios"]]
         gm = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
         verdict["mine_ratio_geomean"] = gm

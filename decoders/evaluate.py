@@ -61,8 +61,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from probes.datasets import FaceDataset
 from probes._cli import DefaultsHelpFormatter
+from probes.datasets import FaceDataset
 from probes.errors import DatasetError, FaceprobeError
 from probes.verification import VerificationError, pair_scores, threshold_at_fmr, verification_rate
 

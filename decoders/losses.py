@@ -70,7 +70,7 @@ class LossConfig(DictConfig):
         if self.pixel_kind not in ("l1", "l2"):
             raise LossConfigError(f"pixel_kind must be 'l1' or 'l2', got {self.pixel_kind!r}")
         top, left, height, width = (float(v) for v in self.local_region)
-        if not (0 <= top and 0 <= left and height > 0 and width > 0 and top + height <= 1 and left + width <= 1):
+        if not (top >= 0 and left >= 0 and height > 0 and width > 0 and top + height <= 1 and left + width <= 1):
             raise LossConfigError(f"local_region (top, left, height, width) must lie inside (0, 0, 1, 1), "
                                   f"got {self.local_region}")
         object.__setattr__(self, "local_region", (top, left, height, width))

@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from probes.datasets import LAYOUTS, FaceDataset
 from probes._cli import DefaultsHelpFormatter
+from probes.datasets import LAYOUTS, FaceDataset
 from probes.errors import DatasetError, FaceprobeError
 from probes.perturbation import (
     DEFAULT_POSITIONS,

@@ -27,6 +27,7 @@ complete, so a refusal or a failure midway loses nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -40,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from probes.datasets import LAYOUTS, FaceDataset
 from probes._cli import DefaultsHelpFormatter
+from probes.datasets import LAYOUTS, FaceDataset
 from probes.errors import DatasetError, FaceprobeError
 
 from .checkpoints import CheckpointError, load_decoder, seed_everything
@@ -179,10 +180,8 @@ def _rebase(paths: Sequence[str], recorded_root: str | None, data_root: str | Pa
     out = []
     for p in map(Path, paths):
         if not p.exists() and data_root is not None and recorded_root:
-            try:
+            with contextlib.suppress(ValueError):  # not under the recorded root: keep it as it is
                 p = Path(data_root) / p.relative_to(recorded_root)
-            except ValueError:
-                pass
         out.append(p)
     return out
 

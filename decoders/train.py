@@ -49,8 +49,8 @@ from .training import (
     TrainingError,
     TrainTask,
     init_distributed,
-    warmup_cosine,
     shutdown_distributed,
+    warmup_cosine,
 )
 
 DATASET_CHOICES = ("lfw", "utkface", "both")
@@ -64,7 +64,8 @@ FIXED_ON_RESUME = ("backbone", "weights", "random_backbone", "dataset", "image_s
                    "local_perceptual", "local_identity", "pixel_kind", "lpips_net")
 DEFAULTS = {
     "backbone": "dlib-resnet29", "weights": None, "random_backbone": False, "dataset": "lfw",
-    "image_size": 112, "width": 1.0, "norm": "batch", "standardise": False, "batch_size": 32, "seed": 0, "split_seed": 0,
+    "image_size": 112, "width": 1.0, "norm": "batch", "standardise": False, "batch_size": 32,
+    "seed": 0, "split_seed": 0,
     "fractions": [0.8, 0.1, 0.1], "max_images": None, "min_images_per_person": 1, "lr": 1e-3,
     "warmup_steps": 100, "min_lr_ratio": 0.05,
     **{k: v for k, v in LossConfig().to_dict().items() if k != "local_region"},
@@ -239,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: unit templates rescaled to norm sqrt(d))")
     p.add_argument("--batch-size", type=int, help="per process (default 32)")
     p.add_argument("--lr", type=float)
-    p.add_argument("--steps", type=int, help="total optimisation steps (default 400: about 35 minutes of training on 2 CPU cores)")
+    p.add_argument("--steps", type=int,
+                   help="total optimisation steps (default 400: about 35 minutes of training on 2 CPU cores)")
     p.add_argument("--time-limit-min", type=float, help="stop (and save) after this many minutes of training")
     g = p.add_argument_group("loss weights (0 disables a term)")
     for name in LossConfig.weight_names():
@@ -340,7 +342,7 @@ def _train(args, cfg: dict, out: Path, ctx: DistributedContext) -> dict:
             all_targets = {name: targets_of(ds) for name, (ds, _) in parts.items()}
         ctx.barrier()
     train_parts, val_parts = [], []
-    for name, (ds, (tr, va, _te)) in parts.items():
+    for name, (_ds, (tr, va, _te)) in parts.items():
         if len(tr):
             train_parts.append(all_targets[name].subset(tr))
         if len(va):
@@ -356,7 +358,8 @@ def _train(args, cfg: dict, out: Path, ctx: DistributedContext) -> dict:
     rng = np.random.default_rng(cfg["seed"])
     show = rng.choice(len(train), size=min(8, len(train)), replace=False)
     sample_targets = train.subset(np.sort(show))
-    val_small = val.subset(np.arange(min(cfg["val_images"], len(val)))) if val is not None and cfg["val_images"] else None
+    val_small = (val.subset(np.arange(min(cfg["val_images"], len(val))))
+                 if val is not None and cfg["val_images"] else None)
 
     wkey = weights_key(backbone)
     config = {

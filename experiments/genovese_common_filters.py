@@ -270,7 +270,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default=None, help="folder holding utkface/ and lfw_home/ (default $FACEPROBE_DATA)")
     p.add_argument("--aging-run", default=None,
                    help="an existing IPCGAN run to use as the from-scratch aging generator")
-    p.add_argument("--steps-aging", type=int, default=3000, help="from-scratch and fine-tuned aging steps (with --aging-run: that run's own step count)")
+    p.add_argument("--steps-aging", type=int, default=3000,
+                   help="from-scratch and fine-tuned aging steps (with --aging-run: that run's own step count)")
     p.add_argument("--steps-pretrain", type=int, default=2000)
     p.add_argument("--steps-lfw", type=int, default=2000)
     p.add_argument("--n-pretrain", type=int, default=4000, help="scikit-image crops")

@@ -67,7 +67,8 @@ def main(argv=None) -> int:
     labeller = create_labeller(args.labeller)
     start = time.perf_counter()
     pose = predict_files(labeller, faces, args.layout, args.batch_size)
-    mirrored = predict_files(labeller, faces.subset(np.arange(args.n_mirror)), args.layout, args.batch_size, mirror=True)
+    mirrored = predict_files(labeller, faces.subset(np.arange(args.n_mirror)), args.layout, args.batch_size,
+                             mirror=True)
     seconds = time.perf_counter() - start
 
     m = args.n_mirror

@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         done[model] = summary
         print(f"{model}: {summary['step']} steps in {summary['train_time_s']} s; "
               f"checkpoint {summary['checkpoint']}; samples {summary['last_sample_grid']}")
-    for model, summary in done.items():
+    for summary in done.values():
         print(f"load with: decoders.aging.models.load_aging_model({str(Path(summary['checkpoint']))!r})")
     return 0
 

@@ -499,7 +499,8 @@ class TemplateDrift:
         return {"backbone": self.backbone.name, "weights_id": self.backbone.weights_id, "metric": self.metric,
                 "threshold": self.threshold, "padding": self.padding, "occlusion_fill": self.fill,
                 "pgd_steps": self.pgd_steps,
-                "pgd_start": "uniform random in the eps ball (seeded per image); best of the iterates and the FGSM point",
+                "pgd_start": ("uniform random in the eps ball (seeded per image); "
+                              "best of the iterates and the FGSM point"),
                 "pgd_step_size": self.pgd_step_size if self.pgd_step_size is not None else "2.5 * eps / steps",
                 "seed": self.seed, "input_size": list(self.backbone.spec.input_size),
                 "frame": "the backbone's view: crop for the layout, square padding, resized to the input size"}

@@ -12,8 +12,9 @@ order across the group's shards; a quantised tensor takes ``prod(shape)`` bytes
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -783,7 +783,8 @@ class TFJSGraph(nn.Module):
             if end == name:
                 continue
             clamp = None if (lo, hi) == (-math.inf, math.inf) else (lo, hi)
-            fn = self._conv(node, depthwise=_FILTER_OPS[node.op] == "depthwise", fused=node.op.startswith(("_", "Fused")),
+            fn = self._conv(node, depthwise=_FILTER_OPS[node.op] == "depthwise",
+                            fused=node.op.startswith(("_", "Fused")),
                             scale=scale, bias=bias, clamp=clamp)
             extra = tuple(r for r in (scale, bias) if r is not None)
             fused[end] = (name, fn, node.inputs + extra)

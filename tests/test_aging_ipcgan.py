@@ -136,7 +136,7 @@ def test_generator_and_discriminator_shapes_ranges_and_conditioning():
         for p in g.parameters():
             p.add_(0.3 * torch.randn_like(p))
         a, b = g(x, torch.zeros(3, dtype=torch.long)), g(x, torch.full((3,), 4))
-    assert 0 <= float(a.min()) and float(a.max()) <= 1
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
     assert (a - b).abs().mean() > 1e-3  # the target group changes the output
     for size, width in ((64, 4), (128, 4)):
         d = IPCGANDiscriminator(5, size, width)

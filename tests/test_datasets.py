@@ -44,7 +44,7 @@ def test_utkface_counts_and_malformed_warning(data_root):
     sex, race, age = ds.labels("sex"), ds.labels("race"), ds.labels("age")
     assert np.bincount(sex).tolist() == [3936, 4868]
     assert np.bincount(race).tolist() == [4745, 366, 1391, 1298, 1004]
-    assert age.dtype == np.float64 and 1 <= age.min() and age.max() <= 110
+    assert age.dtype == np.float64 and age.min() >= 1 and age.max() <= 110
     assert [p.name for p in ds.paths] == sorted(p.name for p in ds.paths)
     with pytest.raises(DatasetError, match="no 'identity' labels"):
         ds.labels("identity")

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from probes.backbones import FaceBackbone, create_backbone, get_spec
 from probes.backbones.arcface import IResNet
-from probes.safe_pickle import read_numpy_pickle
 from probes.errors import FaceprobeError, UnknownNameError, WeightFileError
+from probes.safe_pickle import read_numpy_pickle
 
 GEN_SEED = 0
 

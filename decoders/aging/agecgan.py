@@ -737,7 +737,8 @@ def _load_into(net: nn.Module, state: dict, name: str) -> None:
                               f"config: {type(exc).__name__}: {exc}") from exc
 
 
-def generator_from_checkpoint(state: dict, device: str | torch.device = "cpu") -> tuple[AgeCGANGenerator, AgeCGANConfig]:
+def generator_from_checkpoint(state: dict,
+                              device: str | torch.device = "cpu") -> tuple[AgeCGANGenerator, AgeCGANConfig]:
     """The EMA generator of a loaded checkpoint dict, at any step (eval mode, frozen)."""
     config, groups = _config_of(state)
     generator = AgeCGANGenerator(config, len(groups))

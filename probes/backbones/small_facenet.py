@@ -106,7 +106,8 @@ def load_small_facenet(net: nn.Module, weights: Path | None) -> str:
     if weights is None:
         raise WeightFileError(
             f"backbone {NAME!r} needs weights=PATH: a checkpoint of your own training run "
-            "(decoders.identity_training.train_identity_network writes RUN/checkpoints/step_XXXXXXX.pt) or a state dict "
+            "(decoders.identity_training.train_identity_network writes RUN/checkpoints/step_XXXXXXX.pt) "
+            "or a state dict "
             "saved with torch.save(net.state_dict(), path); pass pretrained=False for random weights")
     path = existing_file(weights, NAME)
     load_named_tensors(net, read_backbone_state(path), str(path))

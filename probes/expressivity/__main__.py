@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._cli import DefaultsHelpFormatter
 from ..backbones import create_backbone
 from ..capture import LayerCapture
 from ..datasets import load_dataset
-from .._cli import DefaultsHelpFormatter
 from ..errors import FaceprobeError
 from .sweep import (
     ESTIMATORS,

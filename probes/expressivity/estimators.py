@@ -41,8 +41,16 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from ._data import Checked, Preprocessor, check_fractions, check_inputs, split_indices
-from .bounds import (ConcatCritic, DonskerVaradhan, GaussianBaseline, ResidualCritic, SeparableCritic,
-                     SoftmaxBaseline, batch_scores, make_bound)
+from .bounds import (
+    ConcatCritic,
+    DonskerVaradhan,
+    GaussianBaseline,
+    ResidualCritic,
+    SeparableCritic,
+    SoftmaxBaseline,
+    batch_scores,
+    make_bound,
+)
 from .results import EstimationError, MIResult
 
 __all__ = ["MINE", "NWJ", "SMILE", "InfoNCE", "LinearProbe", "MIEstimator", "NeuralMIEstimator", "ProbeBound"]
@@ -154,11 +162,11 @@ class LinearProbe(MIEstimator):
       label frequencies, so classes absent from training cost a finite amount. The plug-in H(Y) is biased
       low for many rare classes (identities), which keeps the bound conservative.
     * Continuous y: ``I >= 0.5 log det Cov(y) - 0.5 log det E[r r^T]`` on held-out data, r = y - ridge(X)
-      (ridge with the penalty per attribute chosen by exact leave-one-out error over ``alphas``); for one attribute this is
-      ``-0.5 log(1 - R^2_heldout)``, 0 when R^2 <= 0. Exact for jointly Gaussian (X, y); a lower bound whenever
-      y is Gaussian, because a Gaussian has the largest entropy for its variance. ``y_transform="rank"``
-      maps y to normal scores first, which makes a scalar y Gaussian (so the bound holds for any continuous
-      y) and the estimate invariant to monotone maps of y.
+      (ridge with the penalty per attribute chosen by exact leave-one-out error over ``alphas``); for one
+      attribute this is ``-0.5 log(1 - R^2_heldout)``, 0 when R^2 <= 0. Exact for jointly Gaussian (X, y);
+      a lower bound whenever y is Gaussian, because a Gaussian has the largest entropy for its variance.
+      ``y_transform="rank"`` maps y to normal scores first, which makes a scalar y Gaussian (so the bound
+      holds for any continuous y) and the estimate invariant to monotone maps of y.
 
     Parameters
     ----------
@@ -500,7 +508,8 @@ class NeuralMIEstimator(MIEstimator):
     _bound = "dv"
 
     def __init__(self, bound=None, critic="auto", hidden=(32, 32), embed_dim=32, batch_size="auto", max_steps=5000,
-                 min_steps=300, learning_rate="auto", n_lr_drops=1, lr_drop_factor=0.25, weight_decay=0.0, n_negatives=None, eval_negatives=16,
+                 min_steps=300, learning_rate="auto", n_lr_drops=1, lr_drop_factor=0.25, weight_decay=0.0,
+                 n_negatives=None, eval_negatives=16,
                  eval_every=80, patience=3, smoothing=0.5, max_val_samples=2048, val_fraction=0.2,
                  eval_fraction=0.3, pca=None, y_transform="standardize", ema_rate=0.01, tau=5.0,
                  attribute_kind="auto", n_bootstrap=200, n_permutations=200, permutation="heldout",

@@ -7,8 +7,8 @@ says which. Identity is a discrete attribute from the dataset.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..datasets import load_dataset
 from .._cli import DefaultsHelpFormatter
+from ..datasets import load_dataset
 from ..errors import FaceprobeError
 from .compare import FilterComparison
 from .networks import PAIRINGS, load_network
