@@ -7,6 +7,7 @@ Samples ``--n`` UTKFace crops deterministically (``--seed``), labels them
 through each labeller's "utkface" crop, prints per-group tables and writes a
 results JSON (``--out``). Targets (issues 2 and 7): faceapi-agegender age MAE
 <= 5.0 years and sex accuracy >= 90%; hse-agegender <= 5.5 years and >= 85%.
+Age MAE and sex accuracy come with 95% bootstrap intervals over faces.
 UTKFace's labels are themselves estimates; unparsable file names are skipped.
 """
 
@@ -40,12 +41,21 @@ def label_all(labeller, dataset, layout: str, chunk: int = 256) -> dict[str, np.
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> list[float]:
+    """95% percentile interval of the mean of ``values`` over faces resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    means = np.array([values[rng.integers(0, len(values), len(values))].mean() for _ in range(n_boot)])
+    return [float(q) for q in np.percentile(means, [2.5, 97.5])]
+
+
 def score(age, sex, race, pred) -> tuple[dict, list[dict]]:
     err = pred["age"] - age
     correct = pred["sex"].astype(int) == sex  # each labeller's own decision rule (HSE: P(male) >= 0.6)
-    metrics = {"age_mae": float(np.abs(err).mean()), "age_median_ae": float(np.median(np.abs(err))),
+    metrics = {"age_mae": float(np.abs(err).mean()), "age_mae_ci95": bootstrap_ci(np.abs(err)),
+               "age_median_ae": float(np.median(np.abs(err))),
                "age_bias": float(err.mean()), "age_pearson_r": float(np.corrcoef(pred["age"], age)[0, 1]),
-               "sex_accuracy": float(correct.mean()), "sex_auc": float(roc_auc_score(sex == 0, pred["p_male"]))}
+               "sex_accuracy": float(correct.mean()), "sex_accuracy_ci95": bootstrap_ci(correct.astype(float)),
+               "sex_auc": float(roc_auc_score(sex == 0, pred["p_male"]))}
     groups = {"all": np.ones(len(age), bool), "male": sex == 0, "female": sex == 1}
     groups.update({f"race {name}": race == r for r, name in RACES.items()})
     groups.update({(f"age {lo}-{hi}" if hi < 200 else f"age {lo}+"): (age >= lo) & (age <= hi) for lo, hi in AGE_BINS})
@@ -87,8 +97,10 @@ def main(argv=None) -> int:
         print(f"{row['group']:<14}{row['n']:>6}{cells}")
     for r in results:
         m, t = r["metrics"], r["target"]
-        print(f"{r['labeller']}: age MAE {m['age_mae']:.2f} (target <= {t['age_mae_max']}), sex accuracy "
-              f"{100 * m['sex_accuracy']:.1f}% (target >= {100 * t['sex_accuracy_min']:.0f}%), sex AUC "
+        (mae_lo, mae_hi), (acc_lo, acc_hi) = m["age_mae_ci95"], m["sex_accuracy_ci95"]
+        print(f"{r['labeller']}: age MAE {m['age_mae']:.2f} [95% CI {mae_lo:.2f}-{mae_hi:.2f}] (target <= "
+              f"{t['age_mae_max']}), sex accuracy {100 * m['sex_accuracy']:.1f}% [{100 * acc_lo:.1f}-"
+              f"{100 * acc_hi:.1f}%] (target >= {100 * t['sex_accuracy_min']:.0f}%), sex AUC "
               f"{m['sex_auc']:.4f}: {'PASS' if t['passed'] else 'FAIL'}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

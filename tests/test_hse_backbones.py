@@ -164,7 +164,7 @@ def test_hse_labeller(human_weights, data_root):
     images = np.stack([load_image(f) for f in files])
     out = labeller.predict(images, layout="utkface")
     ages = np.array([int(f.name.split("_")[0]) for f in files])
-    assert out["age"].shape == (5,) and np.all((out["age"] >= 0) & (out["age"] <= 99))
+    assert out["age"].shape == (5,) and np.all((out["age"] >= 1) & (out["age"] <= 100))
     assert np.abs(out["age"] - ages).mean() < 15
     assert set(np.unique(out["sex"])) <= {0, 1} and np.all((out["p_male"] >= 0) & (out["p_male"] <= 1))
     age, p_male = labeller(torch.from_numpy(images[:1]).permute(0, 3, 1, 2).float().div(255).requires_grad_(),
@@ -172,6 +172,25 @@ def test_hse_labeller(human_weights, data_root):
     assert age.requires_grad and p_male.shape == (1,)
     with pytest.raises(UnknownNameError, match="known layouts"):
         labeller.predict(images, layout="nope")
+
+
+def test_hse_age_readout_follows_the_authors_code(human_weights):
+    """Class i is age i + 1; "top2" renormalises the two most probable classes, "expected" uses all."""
+    from probes.labellers.hse import HSEAgeGenderLabeller
+
+    labeller = HSEAgeGenderLabeller()
+    probs = torch.zeros(2, 100)
+    probs[0, 29], probs[0, 39], probs[0, 89] = 0.6, 0.3, 0.1  # ages 30, 40, 90
+    probs[1, 0] = 1.0
+    probs.requires_grad_()
+    top2 = labeller.read_age(probs)
+    assert torch.allclose(top2, torch.tensor([(0.6 * 30 + 0.3 * 40) / 0.9, 1.0]))
+    top2.sum().backward()
+    assert probs.grad[0, 89] == 0 and probs.grad[0, 39] != 0  # the third class does not count
+    expected = HSEAgeGenderLabeller(age_readout="expected").read_age(probs.detach())
+    assert torch.allclose(expected, torch.tensor([0.6 * 30 + 0.3 * 40 + 0.1 * 90, 1.0]))
+    with pytest.raises(UnknownNameError, match="age_readout"):
+        HSEAgeGenderLabeller(age_readout="median")
 
 
 def test_self_check_covers_dlib(faceapi_weights):

@@ -1,0 +1,122 @@
+"""How much the crop matters to the ``hse-agegender`` labeller on UTKFace: a tuning sweep.
+
+    python experiments/hse_agegender_crops.py --data-root ../shared/data [--n-tune 1500] \
+        [--scales 1.0 1.1 1.2 1.3 1.4 1.5] [--shifts -0.05 0 0.05] [--pads zeros edge]
+
+Tuning faces are a seeded draw (``--seed``) from the UTKFace crops *outside*
+the 1,000 that ``experiments/utkface_age_sex.py --n 1000 --seed 0`` evaluates,
+so choices made here do not touch that figure. Each crop is square, of side
+``scale`` (a fraction of the 200 x 200 aligned crop), centred on the mean face
+centre of UTKFace's alignment shifted by ``shift`` (fractions, down is +);
+where it reaches past the frame it is padded with zeros (the library's crop
+path) or by repeating the edge pixels. The whole aligned crop, the HSE
+authors' own UTKFace protocol, is always included. Prints one row per crop:
+age MAE for both age read-outs and sex accuracy at P(male) >= 0.6.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from probes.backbones.hse import HSE_AGE, HSE_SEX
+from probes.backbones.registry import FaceBackbone
+from probes.datasets import load_utkface
+from probes.labellers.hse import AGE_READOUTS, HSEAgeGenderLabeller
+
+# Centre of the backbone's landmark-matched UTKFace crop (top -0.256, left
+# -0.165, side 1.296): the aligned faces' centre, as fractions of the image.
+FACE_CENTRE = (0.392, 0.483)
+EDGE_PAD = 1.0  # edge padding adds this many image sides on each border
+
+
+def tuning_draw(data_root, n_tune: int, seed: int, eval_n: int, eval_seed: int):
+    everything = load_utkface(data_root)
+    held = {p.name for p in load_utkface(data_root, max_images=eval_n, seed=eval_seed).paths}
+    rest = np.array([i for i, p in enumerate(everything.paths) if p.name not in held])
+    if n_tune > len(rest):
+        raise SystemExit(f"--n-tune {n_tune}: only {len(rest)} crops lie outside the evaluation draw")
+    return everything, np.sort(np.random.default_rng(seed).choice(rest, n_tune, replace=False))
+
+
+def crops_to_try(scales, shifts, pads):
+    yield "whole", "zeros", (0.0, 0.0, 1.0, 1.0)
+    for pad in pads:
+        for scale in scales:
+            for shift in shifts:
+                top, left = FACE_CENTRE[0] + shift - scale / 2, FACE_CENTRE[1] - scale / 2
+                yield f"scale {scale:.2f} shift {shift:+.2f}", pad, (top, left, scale, scale)
+
+
+def run_crop(labeller: HSEAgeGenderLabeller, images: torch.Tensor, crop, pad: str, batch: int = 100):
+    if pad == "edge":  # the same crop on an edge-padded canvas
+        k = EDGE_PAD
+        crop = ((crop[0] + k) / (1 + 2 * k), (crop[1] + k) / (1 + 2 * k), crop[2] / (1 + 2 * k), crop[3] / (1 + 2 * k))
+    base = labeller.backbone
+    backbone = FaceBackbone(dataclasses.replace(base.spec, crops={"utkface": crop}), base.net, base.weights_id)
+    probs, p_male = [], []
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            x = images[start:start + batch]
+            if pad == "edge":
+                side = round(EDGE_PAD * x.shape[-1])
+                x = torch.nn.functional.pad(x, (side, side, side, side), mode="replicate")
+            out = backbone.net(backbone.preprocess(x, "utkface"), outputs=[HSE_AGE, HSE_SEX])
+            probs.append(out[HSE_AGE])
+            p_male.append(out[HSE_SEX][:, 0])
+    return torch.cat(probs), torch.cat(p_male).numpy()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", default=None, help="folder holding utkface/ (default: $FACEPROBE_DATA)")
+    parser.add_argument("--n-tune", type=int, default=1500)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--eval-n", type=int, default=1000, help="size of the evaluation draw kept out")
+    parser.add_argument("--eval-seed", type=int, default=0)
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.1, 1.2, 1.3, 1.4, 1.5])
+    parser.add_argument("--shifts", type=float, nargs="+", default=[-0.05, 0.0, 0.05])
+    parser.add_argument("--pads", nargs="+", choices=("zeros", "edge"), default=["zeros", "edge"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="results/hse_agegender_crops.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    dataset, tune = tuning_draw(args.data_root, args.n_tune, args.seed, args.eval_n, args.eval_seed)
+    age, sex = dataset.labels("age")[tune], dataset.labels("sex")[tune]
+    images = torch.from_numpy(np.stack(dataset.load_images(tune))).permute(0, 3, 1, 2).float().div_(255)
+    labeller = HSEAgeGenderLabeller()
+    rows = []
+    configs = list(crops_to_try(args.scales, args.shifts, args.pads))
+    for name, pad, crop in tqdm(configs, desc="crops", unit="crop"):
+        probs, p_male = run_crop(labeller, images, crop, pad)
+        row = {"crop": name, "pad": pad, "box": [round(c, 4) for c in crop]}
+        for readout in AGE_READOUTS:
+            labeller.age_readout = readout
+            row[f"age_mae_{readout}"] = float(np.abs(labeller.read_age(probs).numpy() - age).mean())
+        labeller.age_readout = "top2"
+        row["sex_accuracy"] = float(((p_male < labeller.sex_threshold).astype(int) == sex).mean())
+        rows.append(row)
+
+    print(f"{len(tune)} tuning crops (seed {args.seed}) outside the {args.eval_n}-crop evaluation draw")
+    print(f"{'crop':26s} {'pad':6s} {'MAE top2':>9s} {'MAE exp':>8s} {'sex':>6s}")
+    for r in rows:
+        print(f"{r['crop']:26s} {r['pad']:6s} {r['age_mae_top2']:9.3f} {r['age_mae_expected']:8.3f} "
+              f"{100 * r['sex_accuracy']:5.1f}%")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": "python experiments/hse_agegender_crops.py " + " ".join(sys.argv[1:]), "n_tune": len(tune), "seed": args.seed,
+                               "weights_id": labeller.weights_id, "rows": rows}, indent=2))
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
