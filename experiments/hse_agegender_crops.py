@@ -112,7 +112,8 @@ def main(argv=None) -> int:
               f"{100 * r['sex_accuracy']:5.1f}%")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": "python experiments/hse_agegender_crops.py " + " ".join(sys.argv[1:]), "n_tune": len(tune), "seed": args.seed,
+    command = "python experiments/hse_agegender_crops.py " + " ".join(sys.argv[1:])
+    out.write_text(json.dumps({"command": command, "n_tune": len(tune), "seed": args.seed,
                                "weights_id": labeller.weights_id, "rows": rows}, indent=2))
     print(f"written: {out}")
     return 0
