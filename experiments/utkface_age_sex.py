@@ -24,6 +24,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
+from decoders.audit.stats import bootstrap_mean
 from probes.datasets import load_utkface
 from probes.labellers import create_labeller
 
@@ -41,11 +42,10 @@ def label_all(labeller, dataset, layout: str, chunk: int = 256) -> dict[str, np.
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> list[float]:
+def bootstrap_ci(values: np.ndarray) -> list[float]:
     """95% percentile interval of the mean of ``values`` over faces resampled with replacement."""
-    rng = np.random.default_rng(seed)
-    means = np.array([values[rng.integers(0, len(values), len(values))].mean() for _ in range(n_boot)])
-    return [float(q) for q in np.percentile(means, [2.5, 97.5])]
+    _, low, high, _ = bootstrap_mean(values, n_boot=2000, rng=0)
+    return [low, high]
 
 
 def score(age, sex, race, pred) -> tuple[dict, list[dict]]:
