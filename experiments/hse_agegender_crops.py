@@ -26,17 +26,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from probes.backbones.hse import HSE_AGE, HSE_SEX
+from probes.backbones.hse import HSE_AGE, HSE_SEX, HSE_SPEC
 from probes.backbones.registry import FaceBackbone
 from probes.datasets import load_utkface
 from probes.labellers.hse import AGE_READOUTS, HSEAgeGenderLabeller
 
-# Centre of the backbone's landmark-matched UTKFace crop (top -0.256, left
-# -0.165, side 1.296): the aligned faces' centre, as fractions of the image.
-FACE_CENTRE = (0.392, 0.483)
 EDGE_PAD = 1.0  # edge padding adds this many image sides on each border
 
 
+def face_centre() -> tuple[float, float]:
+    """Centre (top, left) of the backbone's landmark-matched UTKFace crop: the aligned faces' centre."""
+    top, left, height, width = HSE_SPEC.crops["utkface"]
+    return top + height / 2, left + width / 2
 def tuning_draw(data_root, n_tune: int, seed: int, eval_n: int, eval_seed: int):
     everything = load_utkface(data_root)
     held = {p.name for p in load_utkface(data_root, max_images=eval_n, seed=eval_seed).paths}
@@ -48,10 +49,11 @@ def tuning_draw(data_root, n_tune: int, seed: int, eval_n: int, eval_seed: int):
 
 def crops_to_try(scales, shifts, pads):
     yield "whole", "zeros", (0.0, 0.0, 1.0, 1.0)
+    centre_top, centre_left = face_centre()
     for pad in pads:
         for scale in scales:
             for shift in shifts:
-                top, left = FACE_CENTRE[0] + shift - scale / 2, FACE_CENTRE[1] - scale / 2
+                top, left = centre_top + shift - scale / 2, centre_left - scale / 2
                 yield f"scale {scale:.2f} shift {shift:+.2f}", pad, (top, left, scale, scale)
 
 
