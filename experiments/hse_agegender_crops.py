@@ -38,6 +38,8 @@ def face_centre() -> tuple[float, float]:
     """Centre (top, left) of the backbone's landmark-matched UTKFace crop: the aligned faces' centre."""
     top, left, height, width = HSE_SPEC.crops["utkface"]
     return top + height / 2, left + width / 2
+
+
 def tuning_draw(data_root, n_tune: int, seed: int, eval_n: int, eval_seed: int):
     everything = load_utkface(data_root)
     held = {p.name for p in load_utkface(data_root, max_images=eval_n, seed=eval_seed).paths}
