@@ -68,9 +68,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from decoders.losses import LossConfig, ReconstructionLoss
-    from decoders.model import DecoderConfig, FaceDecoder
-    from decoders.templates import compute_targets
+    from decoders.dfd.losses import LossConfig, ReconstructionLoss
+    from decoders.dfd.model import DecoderConfig, FaceDecoder
+    from decoders.dfd.templates import compute_targets
     from probes.backbones import create_backbone
 
     rows = []

@@ -1,11 +1,11 @@
-"""faceprobe's generating side: face decoders (and later aging GANs) built on :mod:`probes`.
+"""faceprobe's generating side, built on :mod:`probes`: what makes images, and what needs both sides.
 
-- :mod:`decoders.model`: :class:`~decoders.model.FaceDecoder` (template -> face chip);
-- :mod:`decoders.losses`: pixel, Sobel-gradient, LPIPS and identity losses, global and local;
-- :mod:`decoders.templates`: templates and target chips of a dataset, cached on disk;
-- :mod:`decoders.training`: the generic resumable / distributed :class:`~decoders.training.Trainer`;
-- :mod:`decoders.checkpoints`: atomic self-describing checkpoints, ``load_decoder``;
-- ``python -m decoders.train``: the training command.
+- :mod:`decoders.dfd`: the Deep Face Decoder (template -> face), trained by ``python -m decoders.train``
+  and used by ``decoders.reconstruct``, ``decoders.evaluate`` (the template-inversion attack) and
+  ``decoders.perturbation``;
+- :mod:`decoders.aging`: the aging GANs (IPCGAN, Age-cGAN), ``python -m decoders.aging.train``;
+- :mod:`decoders.audit`: the audit of an aging model through face models, ``python -m decoders.audit``.
 
-Nothing is imported or loaded at package import time.
+The generic trainer, output folders, statistics and verification thresholds live in :mod:`probes`
+(the bottom layer); nothing here is imported or loaded at package import time.
 """

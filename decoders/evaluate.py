@@ -39,7 +39,7 @@ configuration, checkpoint config and step, thresholds and counts),
 ``results.csv`` (one row per figure), ``per_image.csv``, ``gallery.png`` and
 ``gallery.html`` (``--gallery-size`` test reconstructions with their type-I/II
 scores). Templates and chips come through
-:func:`decoders.templates.compute_targets` and are cached.
+:func:`decoders.dfd.templates.compute_targets` and are cached.
 
     python -m decoders.evaluate --checkpoint runs/dfd --data-root /data --out runs/dfd/eval
 """
@@ -48,30 +48,39 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from probes._cli import DefaultsHelpFormatter
+from probes.cli import DefaultsHelpFormatter
 from probes.datasets import FaceDataset
 from probes.errors import DatasetError, FaceprobeError
-from probes.verification import VerificationError, pair_scores, threshold_at_fmr, verification_rate
+from probes.images import to_uint8
+from probes.outputs import check_output_folder, finite_or_none, staged_output, write_csv, write_json
+from probes.verification import (
+    IMPOSTOR_SETS,
+    AttackRate,
+    FMRThreshold,
+    LFWScores,
+    blocked_scores,
+    cross_identity_scores,
+    pair_scores,
+    success_attack_rate,
+    thresholds_at_fmrs,
+)
 
-from .gallery import GalleryItem, check_output_folder, staged_output, to_uint8, write_grid, write_html
+from .dfd.gallery import GalleryItem, write_grid, write_html
+from .dfd.templates import cache_dir_option, compute_targets, weights_key
 from .reconstruct import (
     ReconstructionError,
-    _clean,
-    _write_csv,
-    _write_json,
     decode,
     identity_scores,
     load_trained_decoder,
@@ -81,67 +90,14 @@ from .reconstruct import (
     source_names,
     split_dataset,
 )
-from .templates import cache_dir_option, compute_targets, weights_key
 
 DEFAULT_FMRS = (1e-3, 1e-4)
-IMPOSTOR_SETS = ("auto", "pairs", "cross")
 ATTACK_LABELS = {"type_I": "type-I", "type_II": "type-II", "control_other_people": "control",
                  "framing_ceiling_type_I": "ceiling"}
 PAIRS_CHIP_SIZE = 32  # the pairs' chips are never used; stored small so their cache entry stays small
 
 
 # --------------------------------------------------------------------------- rates and intervals
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; (nan, nan) when ``n == 0``."""
-    from scipy.stats import norm
-
-    if n < 0 or not 0 <= successes <= n:
-        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    if n == 0:
-        return float("nan"), float("nan")
-    z = float(norm.ppf(0.5 + confidence / 2))
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # At 0 and n the bounds are exactly 0 and 1 (avoid 0.9999999999999999).
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == n else min(1.0, centre + half)
-    return low, high
-
-
-@dataclass(frozen=True)
-class AttackRate:
-    """Success attack rate: ``accepted`` of ``n`` attack scores reach ``threshold``."""
-
-    rate: float
-    accepted: int
-    n: int
-    ci_low: float
-    ci_high: float
-    threshold: float
-
-    def __str__(self) -> str:
-        if not self.n:
-            return "n/a (no comparisons)"
-        return f"{100 * self.rate:.1f}% [{100 * self.ci_low:.1f}, {100 * self.ci_high:.1f}] ({self.accepted}/{self.n})"
-
-
-def success_attack_rate(scores, threshold: float, confidence: float = 0.95) -> AttackRate:
-    """SAR of attack ``scores`` (higher = more alike) at ``threshold``, with a Wilson interval."""
-    s = np.asarray(scores, np.float64).reshape(-1)
-    if not np.isfinite(s).all():
-        raise VerificationError("attack scores contain NaN or infinite values")
-    if not math.isfinite(threshold):
-        raise VerificationError(f"threshold must be finite, got {threshold}")
-    k = int((s >= threshold).sum())
-    rate = verification_rate(s, threshold)
-    low, high = wilson_interval(k, len(s), confidence)
-    return AttackRate(rate, k, len(s), low, high, float(threshold))
 
 
 def ssim_scores(images_a: np.ndarray, images_b: np.ndarray) -> np.ndarray:
@@ -156,60 +112,6 @@ def ssim_scores(images_a: np.ndarray, images_b: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- LFW thresholds
-
-
-@dataclass
-class LFWScores:
-    """Verification scores of LFW pairs for one backbone (similarities: higher = same person)."""
-
-    metric: str
-    genuine: np.ndarray  # matched pairs
-    impostor_pairs: np.ndarray  # mismatched pairs of the protocol file
-    impostor_cross: np.ndarray  # all cross-identity pairs among the pairs' images
-    n_images: int
-    n_identities: int
-    subset: str = "10_folds"
-    n_pairs: int = 0
-
-
-def _blocked_scores(a: np.ndarray, b: np.ndarray, keep, metric: str, block: int = 512) -> np.ndarray:
-    """Scores of the (row of ``a``, row of ``b``) pairs that ``keep(start, stop)`` selects, row-major (float64).
-
-    Computed a block of ``a``'s rows at a time from one matrix product, so memory stays
-    O(block x len(b)) instead of O(pairs x dims).
-    """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise VerificationError("embeddings contain NaN or infinite values")
-    if metric == "cosine":
-        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    elif metric != "euclidean":
-        raise VerificationError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
-    sq_a, sq_b = (a * a).sum(1), (b * b).sum(1)
-    out = []
-    for start in range(0, len(a), block):
-        stop = min(len(a), start + block)
-        gram = a[start:stop] @ b.T
-        if metric == "cosine":
-            s = gram
-        else:
-            s = -np.sqrt(np.maximum(sq_a[start:stop, None] + sq_b[None, :] - 2 * gram, 0.0))
-        out.append(s[keep(start, stop)])
-    return np.concatenate(out) if out else np.zeros(0)
-
-
-def cross_identity_scores(templates: np.ndarray, identities: Sequence[str], metric: str,
-                          block: int = 512) -> np.ndarray:
-    """Scores of every unordered pair of images with different identities (float64)."""
-    ids = np.unique(np.asarray(identities, dtype=str), return_inverse=True)[1]
-    n = len(ids)
-
-    def keep(start, stop):
-        rows = np.arange(start, stop)[:, None]
-        return (np.arange(n)[None, :] > rows) & (ids[start:stop, None] != ids[None, :])
-
-    return _blocked_scores(templates, templates, keep, metric, block)
 
 
 def lfw_pair_scores(backbone, data_root: str | Path | None = None, cache_dir=None, max_pairs: int | None = None,
@@ -244,60 +146,6 @@ def lfw_pair_scores(backbone, data_root: str | Path | None = None, cache_dir=Non
     ids = ds_used.labels("identity")
     cross = cross_identity_scores(t, ids, metric)
     return LFWScores(metric, scores[same], scores[~same], cross, len(ds_used), len(set(ids)), pairs.subset, len(keep))
-
-
-@dataclass
-class FMRThreshold:
-    """The threshold at one FMR, the impostor set it rests on, and how genuine LFW pairs fare at it."""
-
-    fmr: float
-    threshold: float
-    impostor_set: str
-    n_impostors: int
-    impostors_allowed: int  # impostor scores at or above the threshold allowed by the FMR
-    impostors_accepted: int
-    genuine_accept_rate: float  # of the matched LFW pairs (TMR at this FMR)
-    n_genuine: int
-    metric: str
-    alternatives: dict = field(default_factory=dict)  # the other impostor set: threshold or why not
-
-    def describe(self) -> str:
-        if self.metric == "euclidean":
-            return f"L2 <= {-self.threshold:.4f}"
-        return f"cos >= {self.threshold:.4f}"
-
-
-def thresholds_at_fmrs(scores: LFWScores, fmrs: Sequence[float], impostors: str = "auto") -> list[FMRThreshold]:
-    """One :class:`FMRThreshold` per FMR from ``scores`` (``impostors``: auto, pairs or cross)."""
-    if impostors not in IMPOSTOR_SETS:
-        raise ReconstructionError(f"--impostors must be one of {', '.join(IMPOSTOR_SETS)}, got {impostors!r}")
-    sets = {"pairs": scores.impostor_pairs, "cross": scores.impostor_cross}
-    out = []
-    for fmr in fmrs:
-        computed = {}
-        for name, imp in sets.items():
-            try:
-                computed[name] = threshold_at_fmr(imp, fmr)
-            except VerificationError as exc:
-                computed[name] = exc
-        if impostors == "auto":
-            chosen = "pairs" if not isinstance(computed["pairs"], Exception) else "cross"
-        else:
-            chosen = impostors
-        if isinstance(computed[chosen], Exception):
-            raise VerificationError(f"threshold at FMR {fmr:g} from the {chosen} impostor set "
-                                    f"({len(sets[chosen])} scores): {computed[chosen]}")
-        t = computed[chosen]
-        imp = sets[chosen]
-        other = "cross" if chosen == "pairs" else "pairs"
-        alt = computed[other]
-        alternatives = {other: {"n_impostors": len(sets[other]),
-                                **({"error": str(alt)} if isinstance(alt, Exception) else
-                                   {"threshold": alt, "genuine_accept_rate": verification_rate(scores.genuine, alt)})}}
-        out.append(FMRThreshold(float(fmr), t, chosen, len(imp), math.floor(fmr * len(imp)),
-                                int((imp >= t).sum()), verification_rate(scores.genuine, t), len(scores.genuine),
-                                scores.metric, alternatives))
-    return out
 
 
 # --------------------------------------------------------------------------- transfer framing
@@ -414,8 +262,8 @@ def _subsample(n: int, max_images: int | None, seed: int) -> np.ndarray:
 
 
 def _attack_block(scores: np.ndarray, cosines: np.ndarray, thresholds: list[FMRThreshold]) -> dict:
-    return {"n": len(scores), "mean_cosine": _clean(np.mean(cosines)) if len(cosines) else None,
-            "mean_score": _clean(np.mean(scores)) if len(scores) else None,
+    return {"n": len(scores), "mean_cosine": finite_or_none(np.mean(cosines)) if len(cosines) else None,
+            "mean_score": finite_or_none(np.mean(scores)) if len(scores) else None,
             "sar": {f"{t.fmr:g}": _rate_dict(success_attack_rate(scores, t.threshold)) if len(scores) else
                     {"rate": None, "accepted": 0, "n": 0, "ci_low": None, "ci_high": None, "threshold": t.threshold}
                     for t in thresholds}}
@@ -425,7 +273,7 @@ def control_scores(recon_embeddings: np.ndarray, templates: np.ndarray, identiti
     """Scores of each reconstruction against the templates of every *other* person's images: how often a
     reconstruction passes as someone else (a decoder drawing one average face would pass often)."""
     ids = np.asarray(identities, dtype=str)
-    return _blocked_scores(recon_embeddings, templates, lambda start, stop: ids[start:stop, None] != ids[None, :],
+    return blocked_scores(recon_embeddings, templates, lambda start, stop: ids[start:stop, None] != ids[None, :],
                            metric)
 
 
@@ -441,7 +289,7 @@ def _control_block(emb: np.ndarray, templates: np.ndarray, test: FaceDataset, me
 
 
 def _rate_dict(rate: AttackRate) -> dict:
-    return {k: _clean(v) if isinstance(v, float) else v for k, v in asdict(rate).items()}
+    return {k: finite_or_none(v) if isinstance(v, float) else v for k, v in asdict(rate).items()}
 
 
 def evaluate(checkpoint: str | Path, out: str | Path, data_root: str | Path | None = None,
@@ -572,7 +420,7 @@ def evaluate(checkpoint: str | Path, out: str | Path, data_root: str | Path | No
                 row["transfer_type1_score"] = float(b1_score[k])
                 row["transfer_type1_cosine"] = float(b1_cos[k])
             per_image.append(row)
-        _write_csv(tmp / "per_image.csv", per_image)
+        write_csv(tmp / "per_image.csv", per_image)
 
         summary_file = run / "summary.json"
         train_summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
@@ -600,8 +448,9 @@ def evaluate(checkpoint: str | Path, out: str | Path, data_root: str | Path | No
             "thresholds": {net_a.name: _threshold_block(lfw_a, thr_a)},
             "attack": results_a,
             "transfer": transfer,
-            "image_quality": {"lpips_mean": _clean(lp.mean()), "lpips_std": _clean(lp.std()),
-                              "ssim_mean": _clean(ss.mean()), "ssim_std": _clean(ss.std()), "n": len(test)},
+            "image_quality": {"lpips_mean": finite_or_none(lp.mean()), "lpips_std": finite_or_none(lp.std()),
+                              "ssim_mean": finite_or_none(ss.mean()), "ssim_std": finite_or_none(ss.std()),
+                              "n": len(test)},
             "seconds": None,
         }
         if net_b is not None:
@@ -610,7 +459,7 @@ def evaluate(checkpoint: str | Path, out: str | Path, data_root: str | Path | No
                                                       "weights_file": str(weights_b) if weights_b else None}
         results["configuration"]["backbone_a"] = {"name": net_a.name, "weights_id": net_a.weights_id,
                                                   "weights_key": weights_key(net_a)}
-        _write_csv(tmp / "results.csv", _results_rows(results))
+        write_csv(tmp / "results.csv", _results_rows(results))
 
         # ----- gallery
         shown = np.linspace(0, len(test) - 1, min(gallery_size, len(test))).round().astype(int)
@@ -643,7 +492,7 @@ def evaluate(checkpoint: str | Path, out: str | Path, data_root: str | Path | No
         write_html(items, tmp / "gallery.html", f"Decoder attack on {net_a.name}: held-out reconstructions",
                    meta, notes)
         results["seconds"] = round(time.perf_counter() - started, 1)
-        _write_json(tmp / "results.json", results)
+        write_json(tmp / "results.json", results)
     results["out"] = str(Path(out).absolute())
     return results
 

@@ -3,7 +3,7 @@
 The perturbation analysis of the Deep Face Decoder paper (Križaj et al.,
 EAAI 2024): held-out faces are rotated, shifted, scaled, occluded, noised and
 attacked (FGSM, PGD) in the frame the backbone reads, at several strengths
-(:mod:`probes.perturbation` measures the template drift); the decoder then
+(:mod:`probes.template_drift` measures the template drift); the decoder then
 draws each perturbed template, showing what the template still holds.
 
 Per image and strength: cosine and L2 between the perturbed and the clean
@@ -40,10 +40,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from probes._cli import DefaultsHelpFormatter
+from probes.cli import DefaultsHelpFormatter
 from probes.datasets import LAYOUTS, FaceDataset
 from probes.errors import DatasetError, FaceprobeError
-from probes.perturbation import (
+from probes.images import to_uint8
+from probes.outputs import atomic_write_bytes, check_output_folder, finite_or_none, staged_output, write_csv, write_json
+from probes.template_drift import (
     DEFAULT_POSITIONS,
     FAMILIES,
     PADDINGS,
@@ -57,11 +59,8 @@ from probes.perturbation import (
 )
 from probes.verification import pair_scores
 
-from .gallery import check_output_folder, staged_output, to_uint8
+from .dfd.templates import cache_dir_option, weights_key
 from .reconstruct import (
-    _clean,
-    _write_csv,
-    _write_json,
     decode,
     embed_chips,
     load_trained_decoder,
@@ -70,7 +69,6 @@ from .reconstruct import (
     source_names,
     split_dataset,
 )
-from .templates import atomic_write_bytes, cache_dir_option, weights_key
 
 ATTACK_FAMILIES = ("noise", "fgsm", "pgd")
 RECON_LABELS = {"recon_cosine": "reconstruction vs clean template (cosine)",
@@ -217,7 +215,9 @@ def perturbation_analysis(checkpoint: str | Path, out: str | Path, *, images: st
                           batch_size: int = 32, progress: bool = True,
                           command: Sequence[str] | None = None) -> dict:
     """Run the perturbation analysis (see the module doc); write ``out`` and return the results."""
-    from .evaluate import _versions, lfw_pair_scores, thresholds_at_fmrs
+    from probes.verification import thresholds_at_fmrs
+
+    from .evaluate import _versions, lfw_pair_scores
 
     started = time.perf_counter()
     families = check_families(families)
@@ -309,8 +309,8 @@ def perturbation_analysis(checkpoint: str | Path, out: str | Path, *, images: st
         summary = summarise(table)
         fails = failure_strengths(summary)
         recon_fails = failure_strengths(summary, column="recon_verified_rate")
-        _write_csv(tmp / "results.csv", table.to_dict("records"))
-        _write_csv(tmp / "summary.csv", summary.to_dict("records"))
+        write_csv(tmp / "results.csv", table.to_dict("records"))
+        write_csv(tmp / "summary.csv", summary.to_dict("records"))
         run = run_folder(config)
         results = {
             "command": list(command) if command is not None else None,
@@ -344,7 +344,7 @@ def perturbation_analysis(checkpoint: str | Path, out: str | Path, *, images: st
             "seconds": None,
         }
         results["seconds"] = round(time.perf_counter() - started, 1)
-        _write_json(tmp / "results.json", results)
+        write_json(tmp / "results.json", results)
     results["out"] = str(Path(out).absolute())
     return results
 
@@ -354,7 +354,8 @@ def _describe(threshold: float, metric: str) -> str:
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
-    return [{k: (_clean(v) if isinstance(v, float) else v) for k, v in row.items()} for row in frame.to_dict("records")]
+    return [{k: (finite_or_none(v) if isinstance(v, float) else v) for k, v in row.items()}
+            for row in frame.to_dict("records")]
 
 
 def _write_strips(tmp: Path, family: str, res, recon_u8: np.ndarray, clean_recon: np.ndarray,

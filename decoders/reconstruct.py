@@ -5,7 +5,7 @@ saying how they are framed), a data set of the run (``--dataset lfw|utkface``
 with ``--split test|val`` from the run's ``split.json``, or ``all``), or raw
 templates (``--templates file.npy``, N x d float). Images are embedded by the
 checkpoint's own backbone (templates and target chips come through
-:func:`decoders.templates.compute_targets`, so they are cached).
+:func:`decoders.dfd.templates.compute_targets`, so they are cached).
 
 ``--out`` receives ``reconstructions/<source name>.png`` (one per input,
 uint8 RGB at the decoder's size), ``scores.csv``, ``gallery.png``,
@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import io
 import json
-import math
 import os
 import sys
 import time
@@ -41,14 +38,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from probes._cli import DefaultsHelpFormatter
+from probes.cli import DefaultsHelpFormatter
 from probes.datasets import LAYOUTS, FaceDataset
 from probes.errors import DatasetError, FaceprobeError
+from probes.images import save_png, to_uint8
+from probes.outputs import check_output_folder, finite_or_none, staged_output, write_csv, write_json
+from probes.training.checkpoints import CheckpointError, seed_everything
 
-from .checkpoints import CheckpointError, load_decoder, seed_everything
-from .gallery import GalleryItem, check_output_folder, save_png, staged_output, to_uint8, write_grid, write_html
-from .model import FaceDecoder, TemplateError
-from .templates import atomic_write_bytes, cache_dir_option, compute_targets, weights_key
+from .dfd.checkpoint import load_decoder
+from .dfd.gallery import GalleryItem, write_grid, write_html
+from .dfd.model import FaceDecoder, TemplateError
+from .dfd.templates import cache_dir_option, compute_targets, weights_key
 
 
 class ReconstructionError(FaceprobeError, ValueError):
@@ -65,7 +65,7 @@ def run_folder(config: dict) -> Path:
 
 
 def load_trained_decoder(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[FaceDecoder, dict]:
-    """:func:`decoders.checkpoints.load_decoder`, also reading checkpoints saved before the decoder had
+    """:func:`decoders.dfd.checkpoint.load_decoder`, also reading checkpoints saved before the decoder had
     its ``center``/``spread`` normalisation buffers (they are then the identity: zeros and ones)."""
     try:
         return load_decoder(checkpoint, device)
@@ -73,8 +73,9 @@ def load_trained_decoder(checkpoint: str | Path, device: str | torch.device = "c
         if "center" not in str(exc) and "spread" not in str(exc):
             raise
         first = exc
-    from .checkpoints import load_checkpoint
-    from .model import DecoderConfig
+    from probes.training.checkpoints import load_checkpoint
+
+    from .dfd.model import DecoderConfig
 
     state = load_checkpoint(checkpoint)
     config = state["config"]
@@ -323,31 +324,6 @@ def lpips_scores(recon_u8: np.ndarray, originals_u8: np.ndarray, net: str = "ale
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    atomic_write_bytes(path, lambda h: h.write(buffer.getvalue().encode()))
-
-
-def _write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, lambda h: h.write(json.dumps(obj, indent=1, default=_json_default).encode()))
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
-def _clean(value: float) -> float | None:
-    return float(value) if value is not None and math.isfinite(float(value)) else None
-
-
 # --------------------------------------------------------------------------- the command as a function
 
 
@@ -422,14 +398,15 @@ def reconstruct(checkpoint: str | Path, out: str | Path, images: str | Path | No
             rows.append({"name": name, "source": paths[i] or "", "reconstruction": f"reconstructions/{name}.png",
                          "identity_cosine": float(ident["cosine"][i]), "l2": float(ident["l2"][i]),
                          "lpips": float(lp[i])})
-        _write_csv(tmp / "scores.csv", rows)
+        write_csv(tmp / "scores.csv", rows)
         shown = range(min(gallery_size, len(t)))
         items = [GalleryItem(names[i], recon_u8[i], originals[i] if originals is not None else None,
                              {"cosine": ident["cosine"][i], "L2": ident["l2"][i],
                               **({"LPIPS": lp[i]} if originals is not None and lpips else {})})
                  for i in shown]
-        means = {"identity_cosine": _clean(np.mean(ident["cosine"])), "l2": _clean(np.mean(ident["l2"])),
-                 "lpips": _clean(np.nanmean(lp)) if np.isfinite(lp).any() else None}
+        means = {"identity_cosine": finite_or_none(np.mean(ident["cosine"])),
+                 "l2": finite_or_none(np.mean(ident["l2"])),
+                 "lpips": finite_or_none(np.nanmean(lp)) if np.isfinite(lp).any() else None}
         title = f"Reconstructions: {config['backbone']['name']} decoder, step {config['step']}"
         meta = {"checkpoint": config["checkpoint"], "inputs": json.dumps(source),
                 "mean identity cosine": f"{means['identity_cosine']:.4f}", "mean L2": f"{means['l2']:.4f}",
@@ -451,7 +428,7 @@ def reconstruct(checkpoint: str | Path, out: str | Path, images: str | Path | No
                                                    "grid": "gallery.png", "html": "gallery.html"},
             "seconds": round(time.perf_counter() - started, 2),
         }
-        _write_json(tmp / "reconstruct.json", summary)
+        write_json(tmp / "reconstruct.json", summary)
     summary["out"] = str(Path(out).absolute())
     return summary
 

@@ -1,6 +1,6 @@
 """Train a Deep Face Decoder: ``python -m decoders.train --backbone B --dataset D --out RUN``.
 
-The decoder learns template -> target chip (see :mod:`decoders.losses`) on
+The decoder learns template -> target chip (see :mod:`decoders.dfd.losses`) on
 identity-disjoint LFW splits (``--dataset lfw``), UTKFace (``utkface``: an
 image split, UTKFace has no identities) or both (``both``: all UTKFace images
 join LFW's training part; validation and test stay LFW identities).
@@ -33,25 +33,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from probes._cli import DefaultsHelpFormatter
-from probes.errors import FaceprobeError
+from probes.cli import DefaultsHelpFormatter
+from probes.errors import FaceprobeError, TrainingError
+from probes.outputs import write_json
+from probes.training.checkpoints import CheckpointError, load_checkpoint, seed_everything
+from probes.training.data import ArrayData
+from probes.training.distributed import DistributedContext, init_distributed, shutdown_distributed
+from probes.training.runs import RunFolder
+from probes.training.trainer import Trainer, TrainerSettings, TrainTask, warmup_cosine
 
-from .checkpoints import DECODER_KIND, CheckpointError, load_checkpoint, seed_everything
-from .losses import LossConfig, ReconstructionLoss
-from .model import DecoderConfig, FaceDecoder, TemplateError
-from .templates import Targets, cache_dir_option, compute_targets, weights_key
-from .training import (
-    ArrayData,
-    DistributedContext,
-    RunFolder,
-    Trainer,
-    TrainerSettings,
-    TrainingError,
-    TrainTask,
-    init_distributed,
-    shutdown_distributed,
-    warmup_cosine,
-)
+from .dfd.checkpoint import DECODER_KIND
+from .dfd.losses import LossConfig, ReconstructionLoss
+from .dfd.model import DecoderConfig, FaceDecoder, TemplateError
+from .dfd.templates import Targets, cache_dir_option, compute_targets, weights_key
 
 DATASET_CHOICES = ("lfw", "utkface", "both")
 RESULT_FILES = ("config.json", "split.json", "log.csv", "val.csv", "summary.json")
@@ -287,12 +281,6 @@ def _resolve(args: argparse.Namespace, saved: dict | None) -> dict:
     return cfg
 
 
-def _write_json(path: Path, obj) -> None:
-    from .templates import atomic_write_bytes
-
-    atomic_write_bytes(path, lambda h: h.write(json.dumps(obj, indent=1, default=str).encode()))
-
-
 def run(argv: Sequence[str] | None = None) -> dict:
     """The CLI as a function: trains and returns the summary dict."""
     args = build_parser().parse_args(argv)
@@ -389,8 +377,8 @@ def _train(args, cfg: dict, out: Path, ctx: DistributedContext) -> dict:
         if args.overwrite:
             RunFolder(out, RESULT_FILES, RESULT_DIRS).clear()
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "split.json", _split_record(parts, cfg))
-        _write_json(out / "config.json", dict(config, command=[sys.executable, "-m", "decoders.train"]
+        write_json(out / "split.json", _split_record(parts, cfg))
+        write_json(out / "config.json", dict(config, command=[sys.executable, "-m", "decoders.train"]
                                               + list(sys.argv[1:]), world_size=ctx.world_size))
     ctx.barrier()
 
@@ -422,7 +410,7 @@ def _train(args, cfg: dict, out: Path, ctx: DistributedContext) -> dict:
 
             last = pd.read_csv(val_csv).iloc[-1].to_dict()
             summary["last_validation"] = {k: float(v) for k, v in last.items()}
-        _write_json(out / "summary.json", summary)
+        write_json(out / "summary.json", summary)
     return summary
 
 

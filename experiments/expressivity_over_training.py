@@ -5,7 +5,7 @@
 
 1. Trains ``small-facenet`` (64 x 64, 128-D) from random weights on LFW people
    with at least ``--min-images-per-person`` images, with a CosFace identity
-   loss (decoders.identity_training), keeping a checkpoint every
+   loss (probes.training.identity), keeping a checkpoint every
    ``--keep-every`` steps (step 0 = the random initialisation).
 2. Sweeps every checkpoint's tap layers with the same estimator on the same
    faces (probes.expressivity.over_training):
@@ -42,21 +42,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from decoders.identity_training import (
-    face_chips,
-    load_identity_checkpoints,
-    split_per_identity,
-    train_identity_network,
-)
-from decoders.training import read_log
-from probes._cli import DefaultsHelpFormatter
 from probes.backbones import get_spec
+from probes.cli import DefaultsHelpFormatter
 from probes.datasets import load_lfw_people, load_utkface
 from probes.expressivity.over_training import (
     expressivity_over_training,
     plot_expressivity_over_training,
 )
 from probes.expressivity.sweep import collect_labels
+from probes.training.identity import face_chips, load_identity_checkpoints, split_per_identity, train_identity_network
+from probes.training.runs import read_log
 
 OUTPUT_FILES = ("results.csv", "results.json", "expressivity_over_training.png",
                 "expressivity_over_training_normalised.png")

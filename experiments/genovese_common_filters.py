@@ -13,7 +13,7 @@ the config of the aging run), each in a folder under ``--out``:
 ``finetuned/`` IPCGAN aging started from ``pretrain/``'s generator, with the aging run's config, data,
                age classifier, seed and validation schedule (b).
 
-Each is trained with the shared :class:`decoders.training.Trainer` (resumable: run the command again to
+Each is trained with the shared :class:`probes.training.Trainer` (resumable: run the command again to
 continue). Then :class:`probes.filters.FilterComparison` compares aging vs lfw, aging vs pretrain,
 aging vs finetuned, finetuned vs pretrain, and aging vs its own initial weights (how far training
 moved the filters), on ``--n-images`` held-out UTKFace faces; every number sits beside the chance
@@ -53,10 +53,12 @@ from decoders.aging.nets import (
     load_age_classifier,
     train_age_classifier,
 )
-from decoders.checkpoints import load_checkpoint, seed_everything
-from decoders.training import ArrayData, Trainer, TrainerSettings, TrainTask, read_log
 from probes.datasets import load_lfw_people
 from probes.filters import FilterComparison, Network
+from probes.training.checkpoints import load_checkpoint, seed_everything
+from probes.training.data import ArrayData
+from probes.training.runs import read_log
+from probes.training.trainer import Trainer, TrainerSettings, TrainTask
 
 # scikit-image sample images without people (astronaut, camera and lfw_subset show faces)
 SKIMAGE_IMAGES = ("coffee", "chelsea", "coins", "hubble_deep_field", "immunohistochemistry", "moon", "page",

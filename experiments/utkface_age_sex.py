@@ -24,9 +24,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
-from decoders.audit.stats import bootstrap_mean
 from probes.datasets import load_utkface
 from probes.labellers import create_labeller
+from probes.stats import bootstrap_mean
 
 TARGETS = {"faceapi-agegender": (5.0, 0.90), "hse-agegender": (5.5, 0.85)}
 RACES = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others"}

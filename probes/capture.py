@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ._nn import evaluating, recording
-from .backbones.registry import FaceBackbone, images_to_tensor
+from .backbones.registry import FaceBackbone
 from .datasets import FaceDataset
 from .errors import DatasetError, FaceprobeError, ImageError, UnknownNameError
+from .geometry import images_to_tensor
+from .nn import evaluating, recording
 
 POOLS = ("avg", "max")
 _CACHE_VERSION = "faceprobe-capture-1"

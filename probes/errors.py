@@ -38,3 +38,11 @@ class NoFaceError(ImageError):
     def __init__(self, message: str, missing=()):
         super().__init__(message)
         self.missing = list(missing)
+
+
+class TrainingError(FaceprobeError):
+    """A training run that cannot start or go on (bad settings, output folder, diverged loss)."""
+
+
+class RunFailure(FaceprobeError):
+    """A command ran but its check or computation failed (exit code 1, not a usage error's 2)."""

@@ -9,6 +9,8 @@ users who want their pipeline to refuse anything but 8-bit RGB.
 
 from __future__ import annotations
 
+import base64
+import io
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,6 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
+from .outputs import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -107,3 +110,37 @@ def list_image_files(folder: str | Path) -> list[Path]:
     if not files:
         raise ImageError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) found")
     return files
+
+
+def to_uint8(images) -> np.ndarray:
+    """N x 3 x H x W float tensor/array in [0, 1] (or N x H x W x 3 uint8) -> N x H x W x 3 uint8."""
+    if hasattr(images, "detach"):  # a torch tensor (torch is not imported for this)
+        images = images.detach().float().cpu().numpy()
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"uint8 images must be N x H x W x 3, got {images.shape}")
+        return images
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"float images must be N x 3 x H x W in [0, 1], got {images.shape}")
+    return (np.clip(images, 0, 1) * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """An H x W x 3 uint8 image as PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def data_uri(image: np.ndarray) -> str:
+    """An H x W x 3 uint8 image as a ``data:image/png;base64,...`` URI."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    """Write one H x W x 3 uint8 image as PNG (atomically)."""
+    path = Path(path)
+    data = png_bytes(image)
+    atomic_write_bytes(path, lambda h: h.write(data))
+    return path

@@ -27,7 +27,9 @@ from torch import nn
 
 from . import weights as weight_store
 from .errors import ImageError, UnknownNameError, WeightFileError
+from .geometry import images_to_tensor
 from .safe_pickle import load_numpy_pickle
+from .weight_files import load_named_tensors
 
 # net name -> (pinned checkpoint, its trunk's top-level key)
 LPIPS_NETS: dict[str, tuple[str, str]] = {
@@ -115,7 +117,6 @@ def create_lpips(net: str = "alex", device: str | torch.device = "cpu",
             warnings.filterwarnings("ignore", message=message, category=UserWarning)
         # pretrained=True loads the v0.1 linear heads from the lpips wheel itself (local).
         model = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
-    from .backbones.registry import load_named_tensors
 
     load_named_tensors(model.net, _trunk_state(flat, trunk_key, model.net, str(path)), str(path))
     model.requires_grad_(False)
@@ -130,7 +131,6 @@ def _shared_lpips(net: str, device: str) -> nn.Module:
 
 def _as_image_tensor(images, name: str) -> torch.Tensor:
     if isinstance(images, np.ndarray):
-        from .backbones.registry import images_to_tensor
 
         return images_to_tensor(images)  # uint8 H x W x 3 -> [0, 1]
     if not isinstance(images, torch.Tensor):

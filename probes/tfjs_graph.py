@@ -127,7 +127,7 @@ def read_graph_model(path: str | Path) -> GraphModelFile:
 _MISSING = object()
 
 
-def _attr(node: GraphNode, key: str, default: Any = _MISSING) -> Any:
+def node_attr(node: GraphNode, key: str, default: Any = _MISSING) -> Any:
     """Decode a GraphDef attr value (JSON form of AttrValue) into Python."""
     value = node.attr.get(key)
     if value is None:
@@ -227,7 +227,7 @@ def _spatial_padding(node: GraphNode, x: torch.Tensor, kernel: tuple[int, int], 
 
 
 def _pair_nhwc(node: GraphNode, key: str, default: Sequence[int]) -> tuple[int, int]:
-    values = _attr(node, key, list(default))
+    values = node_attr(node, key, list(default))
     if len(values) == 4:
         if values[0] != 1 or values[3] != 1:
             raise WeightFileError(f"node {node.name!r} ({node.op}): {key}={values} acts on batch or channels")
@@ -240,15 +240,15 @@ def _pair_nhwc(node: GraphNode, key: str, default: Sequence[int]) -> tuple[int, 
 
 
 def _check_nhwc(node: GraphNode) -> None:
-    fmt = _attr(node, "data_format", "NHWC")
+    fmt = node_attr(node, "data_format", "NHWC")
     if fmt != "NHWC":
         raise WeightFileError(f"node {node.name!r} ({node.op}): data_format {fmt!r} is not supported (only NHWC)")
 
 
 # Fused activations of _FusedConv2D / FusedDepthwiseConv2dNative / _FusedMatMul (TF grappler + TF.js).
 def _epilogue(node: GraphNode, channel_axis: int) -> Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor]:
-    fused = _attr(node, "fused_ops", [])
-    alpha_leaky = _attr(node, "leakyrelu_alpha", 0.2)
+    fused = node_attr(node, "fused_ops", [])
+    alpha_leaky = node_attr(node, "leakyrelu_alpha", 0.2)
     steps: list[tuple[str, bool]] = []  # (op, consumes an extra argument)
     for op in fused:
         if op in ("BiasAdd", "Add", "Prelu"):
@@ -349,7 +349,7 @@ class TFJSGraph(nn.Module):
         if len(model.inputs) != 1:
             raise WeightFileError(f"{self.source}: expected one input placeholder, found {list(model.inputs)}")
         self.input_name = model.inputs[0]
-        shape = _attr(self._nodes[self.input_name], "shape", {}).get("shape", {})
+        shape = node_attr(self._nodes[self.input_name], "shape", {}).get("shape", {})
         dims = [int(d.get("size", -1)) for d in shape.get("dim", [])] if isinstance(shape, dict) else []
         self.input_shape_nhwc = tuple(dims) if len(dims) == 4 else None  # -1 = any
         if output is None:
@@ -507,8 +507,8 @@ class TFJSGraph(nn.Module):
         _check_nhwc(node)
         stride = _pair_nhwc(node, "strides", [1, 1, 1, 1])
         dilation = _pair_nhwc(node, "dilations", [1, 1, 1, 1])
-        padding = _attr(node, "padding")
-        explicit = _attr(node, "explicit_paddings", [])
+        padding = node_attr(node, "padding")
+        explicit = node_attr(node, "explicit_paddings", [])
         epilogue = _epilogue(node, channel_axis=1) if fused else None
         filter_name = node.inputs[1]
         const_filter = filter_name in self._const_layout
@@ -556,7 +556,7 @@ class TFJSGraph(nn.Module):
         return self._conv(node, depthwise=True, fused=True)
 
     def _op_MatMul(self, node, fused: bool = False):
-        ta, tb = _attr(node, "transpose_a", False), _attr(node, "transpose_b", False)
+        ta, tb = node_attr(node, "transpose_a", False), node_attr(node, "transpose_b", False)
         epilogue = _epilogue(node, channel_axis=-1) if fused else None
 
         def run(vals: list[_V]) -> _V:
@@ -584,7 +584,7 @@ class TFJSGraph(nn.Module):
         return _unary(lambda t: t.clamp(0.0, 6.0))
 
     def _op_LeakyRelu(self, node):
-        alpha = _attr(node, "alpha", 0.2)
+        alpha = node_attr(node, "alpha", 0.2)
         return _unary(lambda t: F.leaky_relu(t, alpha))
 
     def _op_Prelu(self, node):
@@ -618,7 +618,7 @@ class TFJSGraph(nn.Module):
 
     def _reduce(self, node, fn):
         axes = np.atleast_1d(self._static_of(node, 1, "reduction axes")).astype(int)
-        keep = _attr(node, "keep_dims", False)
+        keep = node_attr(node, "keep_dims", False)
 
         def run(vals: list[_V]) -> _V:
             v = vals[0]
@@ -649,7 +649,7 @@ class TFJSGraph(nn.Module):
         return lambda vals: _V(_logical(vals[0]).reshape(shape), False)
 
     def _op_Squeeze(self, node):
-        dims = _attr(node, "squeeze_dims", [])
+        dims = node_attr(node, "squeeze_dims", [])
 
         def run(vals: list[_V]) -> _V:
             t = _logical(vals[0])
@@ -673,7 +673,7 @@ class TFJSGraph(nn.Module):
         _check_nhwc(node)
         kernel = _pair_nhwc(node, "ksize", [1, 1, 1, 1])
         stride = _pair_nhwc(node, "strides", [1, 1, 1, 1])
-        padding = _attr(node, "padding")
+        padding = node_attr(node, "padding")
 
         def run(vals: list[_V]) -> _V:
             x = _stored_nchw(vals[0])

@@ -7,11 +7,14 @@ whose rule is a distance threshold.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import FaceprobeError
+from .stats import wilson_interval
 
 
 class VerificationError(FaceprobeError, ValueError):
@@ -109,3 +112,147 @@ def verification_rate(genuine_scores: np.ndarray, threshold: float) -> float:
     """Fraction of genuine (or attack) scores accepted at ``threshold``."""
     g = np.asarray(genuine_scores, np.float64)
     return float((g >= threshold).mean()) if len(g) else float("nan")
+
+
+# --------------------------------------------------------------------------- thresholds and attack rates
+
+
+IMPOSTOR_SETS = ("auto", "pairs", "cross")
+
+
+@dataclass(frozen=True)
+class AttackRate:
+    """Success attack rate: ``accepted`` of ``n`` attack scores reach ``threshold``."""
+
+    rate: float
+    accepted: int
+    n: int
+    ci_low: float
+    ci_high: float
+    threshold: float
+
+    def __str__(self) -> str:
+        if not self.n:
+            return "n/a (no comparisons)"
+        return f"{100 * self.rate:.1f}% [{100 * self.ci_low:.1f}, {100 * self.ci_high:.1f}] ({self.accepted}/{self.n})"
+
+
+def success_attack_rate(scores, threshold: float, confidence: float = 0.95) -> AttackRate:
+    """SAR of attack ``scores`` (higher = more alike) at ``threshold``, with a Wilson interval."""
+    s = np.asarray(scores, np.float64).reshape(-1)
+    if not np.isfinite(s).all():
+        raise VerificationError("attack scores contain NaN or infinite values")
+    if not math.isfinite(threshold):
+        raise VerificationError(f"threshold must be finite, got {threshold}")
+    k = int((s >= threshold).sum())
+    rate = verification_rate(s, threshold)
+    low, high = wilson_interval(k, len(s), confidence)
+    return AttackRate(rate, k, len(s), low, high, float(threshold))
+
+
+@dataclass
+class LFWScores:
+    """Verification scores of LFW pairs for one backbone (similarities: higher = same person)."""
+
+    metric: str
+    genuine: np.ndarray  # matched pairs
+    impostor_pairs: np.ndarray  # mismatched pairs of the protocol file
+    impostor_cross: np.ndarray  # all cross-identity pairs among the pairs' images
+    n_images: int
+    n_identities: int
+    subset: str = "10_folds"
+    n_pairs: int = 0
+
+
+def blocked_scores(a: np.ndarray, b: np.ndarray, keep, metric: str, block: int = 512) -> np.ndarray:
+    """Scores of the (row of ``a``, row of ``b``) pairs that ``keep(start, stop)`` selects, row-major (float64).
+
+    Computed a block of ``a``'s rows at a time from one matrix product, so memory stays
+    O(block x len(b)) instead of O(pairs x dims).
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise VerificationError("embeddings contain NaN or infinite values")
+    if metric == "cosine":
+        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    elif metric != "euclidean":
+        raise VerificationError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
+    sq_a, sq_b = (a * a).sum(1), (b * b).sum(1)
+    out = []
+    for start in range(0, len(a), block):
+        stop = min(len(a), start + block)
+        gram = a[start:stop] @ b.T
+        if metric == "cosine":
+            s = gram
+        else:
+            s = -np.sqrt(np.maximum(sq_a[start:stop, None] + sq_b[None, :] - 2 * gram, 0.0))
+        out.append(s[keep(start, stop)])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def cross_identity_scores(templates: np.ndarray, identities: Sequence[str], metric: str,
+                          block: int = 512) -> np.ndarray:
+    """Scores of every unordered pair of images with different identities (float64)."""
+    ids = np.unique(np.asarray(identities, dtype=str), return_inverse=True)[1]
+    n = len(ids)
+
+    def keep(start, stop):
+        rows = np.arange(start, stop)[:, None]
+        return (np.arange(n)[None, :] > rows) & (ids[start:stop, None] != ids[None, :])
+
+    return blocked_scores(templates, templates, keep, metric, block)
+
+
+@dataclass
+class FMRThreshold:
+    """The threshold at one FMR, the impostor set it rests on, and how genuine LFW pairs fare at it."""
+
+    fmr: float
+    threshold: float
+    impostor_set: str
+    n_impostors: int
+    impostors_allowed: int  # impostor scores at or above the threshold allowed by the FMR
+    impostors_accepted: int
+    genuine_accept_rate: float  # of the matched LFW pairs (TMR at this FMR)
+    n_genuine: int
+    metric: str
+    alternatives: dict = field(default_factory=dict)  # the other impostor set: threshold or why not
+
+    def describe(self) -> str:
+        if self.metric == "euclidean":
+            return f"L2 <= {-self.threshold:.4f}"
+        return f"cos >= {self.threshold:.4f}"
+
+
+def thresholds_at_fmrs(scores: LFWScores, fmrs: Sequence[float], impostors: str = "auto") -> list[FMRThreshold]:
+    """One :class:`FMRThreshold` per FMR from ``scores`` (``impostors``: auto, pairs or cross)."""
+    if impostors not in IMPOSTOR_SETS:
+        raise VerificationError(f"--impostors must be one of {', '.join(IMPOSTOR_SETS)}, got {impostors!r}")
+    sets = {"pairs": scores.impostor_pairs, "cross": scores.impostor_cross}
+    out = []
+    for fmr in fmrs:
+        computed = {}
+        for name, imp in sets.items():
+            try:
+                computed[name] = threshold_at_fmr(imp, fmr)
+            except VerificationError as exc:
+                computed[name] = exc
+        if impostors == "auto":
+            chosen = "pairs" if not isinstance(computed["pairs"], Exception) else "cross"
+        else:
+            chosen = impostors
+        if isinstance(computed[chosen], Exception):
+            raise VerificationError(f"threshold at FMR {fmr:g} from the {chosen} impostor set "
+                                    f"({len(sets[chosen])} scores): {computed[chosen]}")
+        t = computed[chosen]
+        imp = sets[chosen]
+        other = "cross" if chosen == "pairs" else "pairs"
+        alt = computed[other]
+        alternatives = {other: {"n_impostors": len(sets[other]),
+                                **({"error": str(alt)} if isinstance(alt, Exception) else
+                                   {"threshold": alt, "genuine_accept_rate": verification_rate(scores.genuine, alt)})}}
+        out.append(FMRThreshold(float(fmr), t, chosen, len(imp), math.floor(fmr * len(imp)),
+                                int((imp >= t).sum()), verification_rate(scores.genuine, t), len(scores.genuine),
+                                scores.metric, alternatives))
+    return out

@@ -25,13 +25,10 @@ from decoders.aging.agecgan import (
 from decoders.aging.data import AgingFaces
 from decoders.aging.groups import AGECGAN_GROUPS, IPCGAN_GROUPS, AgingError, AgingModel
 from decoders.aging.models import load_aging_model
-from decoders.checkpoints import (
-    CheckpointError,
-    atomic_save,
-    load_checkpoint,
-    seed_everything,
-)
-from decoders.training import ArrayData, Trainer, TrainerSettings, TrainingError
+from probes.errors import TrainingError
+from probes.training.checkpoints import CheckpointError, atomic_save, load_checkpoint, seed_everything
+from probes.training.data import ArrayData
+from probes.training.trainer import Trainer, TrainerSettings
 
 TINY = {"image_size": 32, "latent_size": 8, "width": 4, "d_width": 4, "e_width": 4, "encoder_batch_size": 32}
 

@@ -36,13 +36,9 @@ from decoders.aging.nets import (
     train_age_classifier,
     update_ema,
 )
-from decoders.checkpoints import (
-    CheckpointError,
-    atomic_save,
-    load_checkpoint,
-    seed_everything,
-)
-from decoders.training import ArrayData, Trainer, TrainerSettings
+from probes.training.checkpoints import CheckpointError, atomic_save, load_checkpoint, seed_everything
+from probes.training.data import ArrayData
+from probes.training.trainer import Trainer, TrainerSettings
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"g_width": 4, "g_blocks": 1, "d_width": 4, "identity_backbone": "tiny-face", "classifier_width": 4}
@@ -312,7 +308,7 @@ def test_bad_inputs_and_checkpoints_raise_clear_errors(trained, tmp_path):
 
 def test_cli_trains_resumes_and_refuses(tmp_path, data_root):
     from decoders.aging.train import run
-    from decoders.training import TrainingError
+    from probes.errors import TrainingError
 
     out = tmp_path / "run"
     common = ["ipcgan", "--out", str(out), "--data-root", str(data_root), "--max-images", "40",

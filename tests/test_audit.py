@@ -26,10 +26,10 @@ from decoders.audit import (
     synthetic_face,
 )
 from decoders.audit.__main__ import main
-from decoders.audit.stats import bootstrap_mean
-from decoders.checkpoints import FORMAT, CheckpointError, atomic_save
-from decoders.gallery import OutputFolderError
 from probes.errors import DatasetError
+from probes.outputs import OutputFolderError
+from probes.stats import bootstrap_mean
+from probes.training.checkpoints import FORMAT, CheckpointError, atomic_save
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if shutil.os.path.exists("/usr/bin/chromium") else None)
 
@@ -81,7 +81,7 @@ def audit(lpips_weights):
 @pytest.fixture(scope="module")
 def decoder_checkpoint(tmp_path_factory):
     """A tiny untrained DFD checkpoint for a random-init dlib net (as decoders.train writes them)."""
-    from decoders.model import DecoderConfig, FaceDecoder
+    from decoders.dfd.model import DecoderConfig, FaceDecoder
 
     config = DecoderConfig(embedding_size=128, image_size=32, width=0.25)
     path = tmp_path_factory.mktemp("decoder") / "latest.pt"

@@ -9,26 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from decoders.checkpoints import (
-    CheckpointError,
-    atomic_save,
-    load_checkpoint,
-    load_decoder,
-)
-from decoders.losses import (
-    LossConfig,
-    LossConfigError,
-    ReconstructionLoss,
-    crop_region,
-    identity_loss,
-    sobel,
-)
-from decoders.model import DecoderConfig, DecoderConfigError, FaceDecoder, TemplateError
-from decoders.templates import backbone_chips, compute_targets
+from decoders.dfd.checkpoint import load_decoder
+from decoders.dfd.losses import LossConfig, LossConfigError, ReconstructionLoss, crop_region, identity_loss, sobel
+from decoders.dfd.model import DecoderConfig, DecoderConfigError, FaceDecoder, TemplateError
+from decoders.dfd.templates import backbone_chips, compute_targets
 from decoders.train import main as train_main
 from probes.backbones import create_backbone
 from probes.datasets import FaceDataset, load_utkface
 from probes.errors import DatasetError
+from probes.training.checkpoints import CheckpointError, atomic_save, load_checkpoint
 
 
 @pytest.fixture(scope="module")

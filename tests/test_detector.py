@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from probes.align import detect_and_align, five_points
+from probes.align import detect_and_align
 from probes.errors import ImageError, NoFaceError
+from probes.geometry import five_points
 from probes.labellers.detector import (
     ANCHORS,
     FaceDetector,
@@ -168,7 +169,7 @@ def test_detect_and_align_puts_eyes_on_the_template(crop_detector, landmarks, fa
 
 
 def test_missing_faces_raise_or_are_skipped(crop_detector, landmarks, faces, tmp_path):
-    from probes.align import ARCFACE_TEMPLATE_112
+    from probes.geometry import ARCFACE_TEMPLATE_112
 
     noise_path = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (180, 180, 3), dtype=np.uint8)).save(noise_path)

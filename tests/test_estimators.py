@@ -311,14 +311,14 @@ def test_many_classes_use_closed_form_lda_and_stay_below_entropy():
 def test_ridge_loo_matches_ridgecv_both_shapes():
     from sklearn.linear_model import RidgeCV
 
-    from probes.expressivity.estimators import _ridge_loo
+    from probes.expressivity.estimators import ridge_loo
 
     rng = np.random.default_rng(0)
     alphas = np.logspace(-2, 5, 15)
     for n, d in ((300, 20), (40, 120)):  # X'X and XX' eigendecompositions
         X = rng.standard_normal((n, d))
         Y = X[:, :2] @ rng.standard_normal((2, 2)) + rng.standard_normal((n, 2))
-        weight, bias, loo, chosen = _ridge_loo(X, Y, alphas)
+        weight, bias, loo, chosen = ridge_loo(X, Y, alphas)
         for j in range(2):
             ref = RidgeCV(alphas=alphas).fit(X, Y[:, j])
             assert chosen[j] == ref.alpha_

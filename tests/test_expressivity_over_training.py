@@ -6,14 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from decoders.checkpoints import FORMAT, CheckpointError, atomic_save
-from decoders.identity_training import (
-    face_chips,
-    load_identity_backbone,
-    load_identity_checkpoints,
-    split_per_identity,
-    train_identity_network,
-)
 from probes.backbones import create_backbone
 from probes.backbones.registry import FaceBackbone
 from probes.backbones.small_facenet import SPEC, SmallFaceNet
@@ -24,6 +16,14 @@ from probes.expressivity.over_training import (
     plot_expressivity_over_training,
 )
 from probes.expressivity.sweep import AttributeLabels
+from probes.training.checkpoints import FORMAT, CheckpointError, atomic_save
+from probes.training.identity import (
+    face_chips,
+    load_identity_backbone,
+    load_identity_checkpoints,
+    split_per_identity,
+    train_identity_network,
+)
 
 FAST_PROBE = {"probe": {"n_bootstrap": 20, "n_permutations": 0, "C": 1.0}}
 

@@ -12,8 +12,8 @@ from scipy.spatial.transform import Rotation
 
 from probes.errors import ImageError, UnknownNameError, WeightFileError
 from probes.labellers import create_labeller, list_labellers
-from probes.labellers._faceapi import faceapi_to_state, max_pool_same, same_padding
 from probes.labellers.age_gender import AgeGenderNet
+from probes.labellers.faceapi import faceapi_to_state, max_pool_same, same_padding
 from probes.labellers.landmarks import FaceLandmark68Net
 from probes.labellers.pose import (
     MIRROR_68,

@@ -12,7 +12,7 @@ from torch import nn
 
 from probes.backbones.registry import BackboneSpec, FaceBackbone
 from probes.errors import ImageError, UnknownNameError
-from probes.perturbation import (
+from probes.template_drift import (
     FAMILIES,
     PerturbationError,
     TemplateDrift,

@@ -10,20 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from decoders.evaluate import (
-    LFWScores,
-    cross_identity_scores,
-    reframe,
-    ssim_scores,
-    success_attack_rate,
-    thresholds_at_fmrs,
-    wilson_interval,
-)
+from decoders.dfd.gallery import GalleryItem, write_grid, write_html
 from decoders.evaluate import main as evaluate_main
-from decoders.gallery import GalleryItem, OutputFolderError, staged_output, write_grid, write_html
+from decoders.evaluate import reframe, ssim_scores
 from decoders.reconstruct import main as reconstruct_main
 from decoders.reconstruct import source_names
-from probes.verification import VerificationError, pair_scores
+from probes.outputs import OutputFolderError, staged_output
+from probes.stats import wilson_interval
+from probes.verification import (
+    LFWScores,
+    VerificationError,
+    cross_identity_scores,
+    pair_scores,
+    success_attack_rate,
+    thresholds_at_fmrs,
+)
 
 DATA_URI = re.compile(r"src='data:image/png;base64,[A-Za-z0-9+/=]{40,}'")
 

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decoders.checkpoints import (
+from probes.errors import TrainingError
+from probes.training.checkpoints import (
     CheckpointError,
     atomic_save,
     load_checkpoint,
@@ -30,17 +31,10 @@ from decoders.checkpoints import (
     seed_everything,
     set_rng_state,
 )
-from decoders.training import (
-    ArrayData,
-    DataOrder,
-    Trainer,
-    TrainerSettings,
-    TrainingError,
-    TrainTask,
-    init_distributed,
-    save_grid,
-    shutdown_distributed,
-)
+from probes.training.data import ArrayData, DataOrder
+from probes.training.distributed import init_distributed, shutdown_distributed
+from probes.training.runs import save_grid
+from probes.training.trainer import Trainer, TrainerSettings, TrainTask
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """Age-cGAN: face aging with a conditional GAN (Antipov, Baccouche & Dugelay, ICIP 2017).
 
-Trained by the shared :class:`decoders.training.Trainer` as one task
+Trained by the shared :class:`probes.training.Trainer` as one task
 (:class:`AgeCGANTask`, checkpoint kind ``"agecgan"``) in two phases:
 
 1. **Conditional GAN** (steps ``0 .. gan_steps - 1``): a DCGAN-like generator
@@ -65,11 +65,11 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 from tqdm.auto import tqdm
 
-from probes.errors import FaceprobeError
+from probes.config import DictConfig
+from probes.errors import FaceprobeError, TrainingError
+from probes.training.checkpoints import CheckpointError, load_checkpoint
+from probes.training.trainer import TrainTask
 
-from .._config import DictConfig
-from ..checkpoints import CheckpointError, load_checkpoint
-from ..training import TrainingError, TrainTask
 from .data import AgingFaces
 from .groups import AGECGAN_GROUPS, AgeGroups, AgingError, check_faces
 from .nets import (
@@ -311,7 +311,7 @@ def latent_table(n: int, latent_size: int, n_groups: int = len(GROUPS), seed: in
 
 
 class AgeCGANTask(TrainTask):
-    """Both training phases of Age-cGAN on one :class:`~decoders.training.Trainer` (see the module doc).
+    """Both training phases of Age-cGAN on one :class:`~probes.training.Trainer` (see the module doc).
 
     Batches: ``images`` (N x S x S x 3 uint8) and ``group`` (N ints); the
     encoder phase draws its own latents from the torch RNG (checkpointed, so
@@ -748,7 +748,7 @@ def generator_from_checkpoint(state: dict,
 
 def from_checkpoint(state: dict, device: str | torch.device = "cpu", inversion: InversionConfig | None = None,
                     identity: nn.Module | None = None) -> AgeCGAN:
-    """The :class:`AgeCGAN` of a loaded checkpoint dict (see :func:`decoders.checkpoints.load_checkpoint`).
+    """The :class:`AgeCGAN` of a loaded checkpoint dict (see :func:`probes.training.checkpoints.load_checkpoint`).
 
     CheckpointError (naming the file) for another kind, weights that do not
     fit the saved config, or a checkpoint still in the GAN phase (untrained encoder).

@@ -19,8 +19,9 @@ from tqdm.auto import tqdm
 from probes.datasets import FaceDataset, load_utkface
 from probes.errors import DatasetError
 from probes.images import load_image
+from probes.weights import cache_home
 
-from ..templates import ArrayCache, cache_key, files_fingerprint
+from ..dfd.templates import ArrayCache, cache_key, files_fingerprint
 from .groups import AgeGroups
 
 CACHE_VERSION = "faceprobe-aging-faces-1"
@@ -119,7 +120,6 @@ def load_aging_faces(groups: AgeGroups, image_size: int = 64, root: str | Path |
 
 def _cached_images(paths: list[str], size: int, cache_dir, progress: bool) -> np.ndarray:
     if cache_dir is None:
-        from probes.weights import cache_home
 
         cache_dir = cache_home() / "cache" / "aging-faces"
     cache = ArrayCache(cache_dir)

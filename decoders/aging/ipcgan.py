@@ -18,7 +18,7 @@ returns the face at that age. Its losses:
   :class:`~decoders.aging.nets.AgeGroupClassifier` on the output vs the
   target group.
 
-Training goes through the shared :class:`~decoders.training.Trainer`
+Training goes through the shared :class:`~probes.training.Trainer`
 (:class:`IPCGANTask`); ``python -m decoders.aging.train ipcgan ...`` is the
 command. Differences from the paper, for CPU-sized runs (all in
 :class:`IPCGANConfig`): 64 x 64 faces (128 optional); a smaller generator
@@ -40,9 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._config import DictConfig
-from ..checkpoints import CheckpointError, load_checkpoint
-from ..training import TrainTask
+from probes.config import DictConfig
+from probes.training.checkpoints import CheckpointError, load_checkpoint
+from probes.training.trainer import TrainTask
+
 from .data import AgingFaces
 from .groups import IPCGAN_GROUPS, AgeGroups, AgingError, check_faces
 from .nets import (
@@ -487,7 +488,8 @@ class IPCGANModel:
 
 
 def from_checkpoint(state: dict, device: str = "cpu") -> IPCGANModel:
-    """The :class:`IPCGANModel` of a loaded checkpoint dict (see :func:`decoders.checkpoints.load_checkpoint`)."""
+    """The :class:`IPCGANModel` of a loaded checkpoint dict (see
+    :func:`probes.training.checkpoints.load_checkpoint`)."""
     path = state.get("path", "<checkpoint>")
     if state.get("kind") != KIND:
         raise CheckpointError(f"{path} holds a {state.get('kind')!r} run, not an {KIND!r} one")

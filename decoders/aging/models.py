@@ -9,7 +9,7 @@ that trains and loads it. Such a module provides:
   ``uses_age_classifier`` (plus ``classifier_steps`` / ``classifier_width``
   when it uses the classifier);
 - ``build_task(config, *, train, val, identity, age_classifier, device, info)``
-  -> a :class:`~decoders.training.TrainTask` (used by ``python -m decoders.aging.train``);
+  -> a :class:`~probes.training.TrainTask` (used by ``python -m decoders.aging.train``);
 - ``from_checkpoint(state, device)`` -> an object meeting
   :class:`~decoders.aging.groups.AgingModel` with an ``identity_backbone`` name.
 
@@ -22,7 +22,9 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-from ..checkpoints import CheckpointError, load_checkpoint
+from probes.errors import UnknownNameError
+from probes.training.checkpoints import CheckpointError, load_checkpoint
+
 from .groups import AgingModel
 
 MODELS: dict[str, str] = {
@@ -33,7 +35,6 @@ MODELS: dict[str, str] = {
 
 def gan_module(name: str) -> ModuleType:
     """The module of aging GAN ``name`` (a key of :data:`MODELS`)."""
-    from probes.errors import UnknownNameError
 
     if name not in MODELS:
         raise UnknownNameError(f"unknown aging GAN {name!r}; known: {', '.join(sorted(MODELS))}")
@@ -43,7 +44,7 @@ def gan_module(name: str) -> ModuleType:
 def load_aging_model(checkpoint: str | Path, device: str = "cpu") -> AgingModel:
     """A trained aging GAN from a ``.pt`` checkpoint or a run folder, ready for ``.age(images, target)``.
 
-    Raises :class:`~decoders.checkpoints.CheckpointError` (naming the file) for
+    Raises :class:`~probes.training.checkpoints.CheckpointError` (naming the file) for
     a missing/corrupt file, a checkpoint of another kind, or weights that do
     not fit their architecture.
     """

@@ -7,7 +7,7 @@
   follow the trained generator; keep it in ``task.models`` so the trainer checkpoints it;
 - :class:`AgeGroupClassifier`: a small CNN that tells the age group of a 64 x 64
   face, trained on :class:`~decoders.aging.data.AgingFaces` with the shared
-  :class:`~decoders.training.Trainer` (:func:`train_age_classifier`); the GANs'
+  :class:`~probes.training.Trainer` (:func:`train_age_classifier`); the GANs'
   age loss uses it frozen. The audit measures age with *other* estimators
   (the face-api / HSE labellers), not with this one;
 - :class:`IdentityFeatures`: a frozen face-recognition backbone fed GAN-sized
@@ -29,8 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..checkpoints import CheckpointError, load_checkpoint
-from ..training import ArrayData, Trainer, TrainerSettings, TrainTask, warmup_cosine
+from probes.backbones import create_backbone
+from probes.nn import evaluating
+from probes.training.checkpoints import CheckpointError, load_checkpoint, seed_everything
+from probes.training.data import ArrayData
+from probes.training.trainer import Trainer, TrainerSettings, TrainTask, warmup_cosine
+
 from .data import UTKFACE_FRAME, AgingFaces
 from .groups import AgeGroups, AgingError
 
@@ -185,7 +189,6 @@ class AgeGroupClassifier(nn.Module):
     @torch.no_grad()
     def predict(self, images, batch_size: int = 256) -> np.ndarray:
         """Group index of N x S x S x 3 uint8 faces (or an N x 3 x S x S [0, 1] tensor)."""
-        from probes._nn import evaluating
 
         x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
         device = next(self.parameters()).device
@@ -271,7 +274,6 @@ def train_age_classifier(train: AgingFaces, out_dir: str | Path, val: AgingFaces
     classifier (eval mode) and a summary dict (checkpoint path, steps,
     validation scores on ``val``).
     """
-    from ..checkpoints import seed_everything
 
     seed_everything(seed)
     classifier = AgeGroupClassifier(train.groups, width, 64)
@@ -331,7 +333,6 @@ class IdentityFeatures(nn.Module):
                  layout: str = "utkface", frame: int = UTKFACE_FRAME):
         super().__init__()
         if isinstance(backbone, str):
-            from probes.backbones import create_backbone
 
             backbone = create_backbone(backbone, weights, device=device, pretrained=pretrained)
         self.backbone = backbone.to(device).requires_grad_(False).eval()

@@ -6,7 +6,7 @@ train / validation (``--val-fraction``). When the GAN has an age loss, an
 :class:`~decoders.aging.nets.AgeGroupClassifier` is first trained on the
 training faces into ``RUN/age_classifier/`` (or taken from
 ``--age-classifier CKPT``); its weights also go into every GAN checkpoint.
-Then the GAN trains with the shared :class:`~decoders.training.Trainer`.
+Then the GAN trains with the shared :class:`~probes.training.Trainer`.
 
 RUN receives ``config.json``, ``log.csv``, ``val.csv``, ``samples/*.png``
 (rows: a held-out face, then that face at every target group),
@@ -36,20 +36,14 @@ from pathlib import Path
 
 import torch
 
-from probes.errors import FaceprobeError
+from probes.errors import FaceprobeError, TrainingError
+from probes.outputs import write_json
+from probes.training.checkpoints import CheckpointError, load_checkpoint, seed_everything
+from probes.training.data import ArrayData
+from probes.training.distributed import DistributedContext, init_distributed, shutdown_distributed
+from probes.training.runs import RunFolder
+from probes.training.trainer import Trainer, TrainerSettings
 
-from ..checkpoints import CheckpointError, load_checkpoint, seed_everything
-from ..templates import atomic_write_bytes
-from ..training import (
-    ArrayData,
-    DistributedContext,
-    RunFolder,
-    Trainer,
-    TrainerSettings,
-    TrainingError,
-    init_distributed,
-    shutdown_distributed,
-)
 from .models import MODELS, gan_module
 
 RESULT_FILES = ("config.json", "log.csv", "val.csv", "summary.json")
@@ -156,10 +150,6 @@ def _resolve(args, module, saved: dict | None) -> tuple[dict, object]:
     return cfg, config
 
 
-def _write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, lambda h: h.write(json.dumps(obj, indent=1, default=str).encode()))
-
-
 def run(argv: Sequence[str] | None = None) -> dict:
     """The CLI as a function: trains and returns the summary dict."""
     args = build_parser().parse_args(argv)
@@ -231,7 +221,7 @@ def _train(args, module, cfg: dict, config, out: Path, ctx: DistributedContext) 
     record = {"model": config.to_dict(), "cli": cfg, "data": data_info,
               "command": [sys.executable, "-m", "decoders.aging.train"] + list(sys.argv[1:])}
     if ctx.is_main:
-        _write_json(out / "config.json", record)
+        write_json(out / "config.json", record)
 
     classifier, classifier_info = None, None
     if config.uses_age_classifier:
@@ -287,7 +277,7 @@ def _train(args, module, cfg: dict, config, out: Path, ctx: DistributedContext) 
     summary["last_sample_grid"] = str(samples[-1]) if samples else None
     summary["world_size"] = ctx.world_size
     if ctx.is_main:
-        _write_json(out / "summary.json", summary)
+        write_json(out / "summary.json", summary)
     return summary
 
 

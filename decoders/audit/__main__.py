@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from probes._cli import DefaultsHelpFormatter
+from probes.cli import DefaultsHelpFormatter
 from probes.errors import FaceprobeError
 
 from ..aging.groups import AgeGroups
-from ..templates import cache_dir_option
+from ..dfd.templates import cache_dir_option
 from .core import DEFAULT_INDEPENDENT_BACKBONE, EXPRESSIVITY_ATTRIBUTES, AgingAudit
 from .references import REFERENCES, reference_model
 from .sources import (
@@ -119,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, command: Sequence[str]) -> dict:
+    from probes.outputs import check_output_folder
+
     from ..aging.data import load_aging_faces
-    from ..gallery import check_output_folder
 
     check_output_folder(args.out, args.overwrite)  # refuse before any work
     if bool(args.generator) == bool(args.aged_folder):

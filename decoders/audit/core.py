@@ -26,12 +26,13 @@ import torch
 from tqdm.auto import tqdm
 
 from probes.errors import DatasetError
+from probes.stats import bootstrap_mean, rate
 from probes.verification import VerificationError, pair_scores, threshold_at_fmr
 
 from ..aging.data import UTKFACE_FRAME, AgingFaces, resize_faces
 from ..aging.groups import AgeGroups, AgingError
 from .sources import AuditError, check_model, check_output
-from .stats import Metric, bootstrap_mean, rate, summarise
+from .stats import Metric, summarise
 
 DEFAULT_TRAIN_BACKBONE = "dlib-resnet29"
 DEFAULT_INDEPENDENT_BACKBONE = "hse-mobilenet-vggface2"
@@ -98,7 +99,8 @@ class AuditResult:
 
     def to_html(self, path: str | Path | None = None) -> str:
         """The self-contained HTML report (figures and images as data URIs); written to ``path`` if given."""
-        from ..templates import atomic_write_bytes
+        from probes.outputs import atomic_write_bytes
+
         from .report import render_report
 
         text = render_report(self)
@@ -113,7 +115,8 @@ class AuditResult:
         An existing non-empty ``out`` is refused unless ``overwrite``; files go
         to a temporary folder that replaces ``out`` only when complete.
         """
-        from ..gallery import staged_output
+        from probes.outputs import staged_output
+
         from .report import write_outputs
 
         with staged_output(out, overwrite) as tmp:
@@ -308,11 +311,9 @@ class AgingAudit:
         return outputs
 
     def _thresholds(self, role: str, net, real_emb: np.ndarray) -> list[dict]:
-        from ..evaluate import (
-            cross_identity_scores,
-            lfw_pair_scores,
-            thresholds_at_fmrs,
-        )
+        from probes.verification import cross_identity_scores, thresholds_at_fmrs
+
+        from ..evaluate import lfw_pair_scores
 
         metric = net.spec.verification_metric
         n = len(real_emb)
@@ -740,9 +741,10 @@ class AgingAudit:
         return decoder, config, rebuild_backbone(config, device=self.device)
 
     def _decoder(self, bundle, faces, outputs, targets, real, measured, nets, age_lab, gallery_idx):
-        from ..gallery import to_uint8
+        from probes.images import to_uint8
+
+        from ..dfd.templates import weights_key
         from ..reconstruct import decode, identity_scores
-        from ..templates import weights_key
 
         decoder, config, dnet = bundle
         n = len(faces)
@@ -828,7 +830,7 @@ class AgingAudit:
                 "generated faces pass through the same path.")
 
     def _configuration(self, nets, age_lab, pose_lab, decoder_info) -> dict:
-        from ..templates import weights_key
+        from ..dfd.templates import weights_key
 
         return {
             "backbones": {role: {"name": net.name, "weights_key": weights_key(net),

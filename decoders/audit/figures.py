@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .stats import rate
+from probes.stats import rate
 
 
 def _plt():

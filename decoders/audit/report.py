@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..gallery import data_uri
-from ..templates import atomic_write_bytes
+from probes.images import data_uri
+from probes.outputs import atomic_write_bytes
+
 from .stats import format_ci
 
 _CSS = """

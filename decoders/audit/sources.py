@@ -27,6 +27,7 @@ from ..aging.groups import (
     AgingError,
     AgingModel,
 )
+from ..aging.models import load_aging_model
 from .references import REFERENCES, FunctionAging
 
 GROUPS = {"ipcgan": IPCGAN_GROUPS, "agecgan": AGECGAN_GROUPS}
@@ -68,7 +69,7 @@ def load_generator(spec: str, groups: str | AgeGroups | None = None, image_size:
 
     - an existing file or folder: a GAN checkpoint, read by
       ``decoders.aging.models.load_aging_model`` (its errors, e.g.
-      :class:`~decoders.checkpoints.CheckpointError`, pass through);
+      :class:`~probes.training.checkpoints.CheckpointError`, pass through);
     - ``module:attribute``: an AgingModel instance, a factory returning one (or
       returning an aging function), or an aging function ``(images, target)
       -> images`` (then ``groups`` and ``image_size`` are required);
@@ -78,11 +79,6 @@ def load_generator(spec: str, groups: str | AgeGroups | None = None, image_size:
     groups = groups_by_name(groups)
     path = Path(str(spec)).expanduser()
     if path.exists():
-        try:
-            from ..aging.models import load_aging_model
-        except ImportError as exc:
-            raise AuditError(f"--generator {spec}: reading GAN checkpoints needs decoders.aging.models "
-                             f"(load_aging_model), which could not be imported: {exc}") from exc
         try:
             model = load_aging_model(path, device=device)
         except TypeError:  # a loader without a device argument

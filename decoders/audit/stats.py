@@ -13,46 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..evaluate import wilson_interval
+from probes.stats import bootstrap_mean, rate
 
 SEX_LABELS = {0: "male", 1: "female"}
 RACE_LABELS = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others"}
 BREAKDOWNS = ("all", "sex", "race", "source_group", "age_gap")
-
-
-def bootstrap_mean(values, n_boot: int = 1000, confidence: float = 0.95,
-                   rng: np.random.Generator | int | None = 0) -> tuple[float, float, float, int]:
-    """(mean, ci_low, ci_high, n) of the finite ``values``; percentile bootstrap over them.
-
-    One value gives its mean and a NaN interval; none gives NaNs.
-    """
-    v = np.asarray(values, np.float64).reshape(-1)
-    v = v[np.isfinite(v)]
-    n = len(v)
-    if n == 0:
-        return float("nan"), float("nan"), float("nan"), 0
-    mean = float(v.mean())
-    if n == 1 or n_boot <= 0:
-        return mean, float("nan"), float("nan"), n
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    means = np.empty(n_boot)
-    chunk = max(1, 2_000_000 // n)  # bounded memory for large n
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        means[start:stop] = v[rng.integers(0, n, (stop - start, n))].mean(1)
-    alpha = (1 - confidence) / 2
-    return mean, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), n
-
-
-def rate(successes, confidence: float = 0.95) -> tuple[float, float, float, int, int]:
-    """(rate, ci_low, ci_high, n, k) of a boolean array (NaN entries left out), Wilson interval."""
-    s = np.asarray(successes, np.float64).reshape(-1)
-    s = s[np.isfinite(s)]
-    n, k = len(s), int(s.sum())
-    if n == 0:
-        return float("nan"), float("nan"), float("nan"), 0, 0
-    low, high = wilson_interval(k, n, confidence)
-    return k / n, low, high, n, k
 
 
 @dataclass(frozen=True)

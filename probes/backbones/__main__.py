@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import FaceprobeError
+from ..images import load_image
 from .registry import create_backbone, get_spec, list_backbones
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -65,7 +66,6 @@ class Probe:
 
 
 def reference_probes(data_root: str | Path | None) -> list[Probe]:
-    from ..images import load_image
 
     synth = synthetic_images()
     probes = [Probe("synthetic-0", "chip", synth[0]), Probe("synthetic-1", "lfw", synth[1]),

@@ -25,15 +25,16 @@ import torch
 from torch import nn
 
 from .. import weights as weight_store
-from ..align import ARCFACE_TEMPLATE_112
 from ..errors import FaceprobeError, WeightFileError
-from ._files import (
+from ..geometry import ARCFACE_TEMPLATE_112
+from ..weight_files import (
     existing_file,
+    load_named_tensors,
     read_torch_state,
     user_weights_required,
     with_default_counters,
 )
-from .registry import BackboneSpec, load_named_tensors, register_backbone
+from .registry import BackboneSpec, register_backbone
 
 IRESNET50_LAYERS = (3, 4, 14, 3)
 EMBEDDING_SIZE = 512

@@ -27,8 +27,8 @@ from torch import nn
 from .. import weights as weight_store
 from ..errors import WeightFileError
 from ..tfjs import conv_filter, read_weights_manifest
-from ._files import read_torch_state
-from .registry import BackboneSpec, load_named_tensors, register_backbone
+from ..weight_files import load_named_tensors, read_torch_state
+from .registry import BackboneSpec, register_backbone
 
 MANIFEST = "face_recognition_model-weights_manifest.json"
 SHARD = "face_recognition_model.bin"

@@ -38,11 +38,11 @@ import numpy as np
 import torch
 
 from .. import weights as weight_store
-from ..align import ARCFACE_TEMPLATE_112
 from ..errors import WeightFileError
+from ..geometry import ARCFACE_TEMPLATE_112
 from ..tfjs_graph import GraphModelFile, TFJSGraph, read_graph_model
-from ._files import read_torch_state
-from .registry import BackboneSpec, load_named_tensors, register_backbone
+from ..weight_files import load_named_tensors, read_torch_state
+from .registry import BackboneSpec, register_backbone
 
 HSE_JSON, HSE_BIN = "faceres.json", "faceres.bin"
 MOBILEFACE_JSON, MOBILEFACE_BIN = "mobileface.json", "mobileface.bin"

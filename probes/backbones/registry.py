@@ -9,21 +9,17 @@ network and loads weights from local files only; nothing is downloaded.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .._nn import evaluating
-from ..errors import ImageError, UnknownNameError, WeightFileError
-
-# A crop is (top, left, height, width) as fractions of the image's height/width.
-Crop = tuple[float, float, float, float]
-FULL_FRAME: Crop = (0.0, 0.0, 1.0, 1.0)
+from ..errors import ImageError, UnknownNameError
+from ..geometry import FULL_FRAME, Crop, crop_and_resize, images_to_tensor
+from ..nn import evaluating
 
 
 @dataclass(frozen=True)
@@ -72,89 +68,15 @@ def register_backbone(spec: BackboneSpec) -> BackboneSpec:
 
 
 def list_backbones() -> list[str]:
-    _ensure_builtin()
     return sorted(_REGISTRY)
 
 
 def get_spec(name: str) -> BackboneSpec:
-    _ensure_builtin()
     try:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownNameError(
             f"unknown backbone {name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None
-
-
-def _ensure_builtin() -> None:
-    # The built-in specs register themselves on import of their modules.
-    from . import arcface, dlib_resnet, hse, small_facenet, vggface  # noqa: F401
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Where a network input lies in the caller's image (pixel units, image spans [0, W] x [0, H]).
-
-    A point ``p`` in [0, 1]^2 of a square network input maps to image pixels as
-    ``p * side - pad + origin``.
-    """
-
-    origin: tuple[float, float]  # (x, y) of the crop's top-left corner in the image
-    pad: tuple[float, float]  # (x, y) zeros added before the crop to make it square
-    side: float  # side of the square (crop pixels) that was resized to the input size
-
-
-def crop_box(crop: Crop, height: int, width: int) -> tuple[int, int, int, int]:
-    """(y0, x0, y1, x1) in pixels of a fractional (top, left, h, w) crop; may reach past the frame."""
-    top, left, h, w = crop
-    return round(top * height), round(left * width), round((top + h) * height), round((left + w) * width)
-
-
-def crop_and_resize(x: torch.Tensor, crop: Crop, size: tuple[int, int],
-                    pad_to_square: bool = True) -> tuple[torch.Tensor, Geometry]:
-    """The one crop path of backbones and labellers: cut a fractional crop out of N x 3 x H x W images
-    (zero-padding where it reaches past the frame), pad it to a centred square with zeros (face-api's
-    padToSquare: the odd pixel goes after), and resize to ``size`` (bilinear, antialiased when
-    shrinking). Values keep their units; differentiable."""
-    h, w = x.shape[-2:]
-    y0, x0, y1, x1 = crop_box(crop, h, w)
-    if y1 - y0 < 1 or x1 - x0 < 1:
-        raise ImageError(f"crop {crop} of a {w}x{h} image is empty")
-    if y0 < 0 or x0 < 0 or y1 > h or x1 > w:
-        x = F.pad(x, (max(0, -x0), max(0, x1 - w), max(0, -y0), max(0, y1 - h)))
-        sy, sx = max(0, -y0), max(0, -x0)
-        x = x[..., y0 + sy:y1 + sy, x0 + sx:x1 + sx]
-    else:
-        x = x[..., y0:y1, x0:x1]
-    ch, cw = x.shape[-2:]
-    pad_x = pad_y = 0
-    if pad_to_square and ch != cw:
-        side = max(ch, cw)
-        pad_x, pad_y = (side - cw) // 2, (side - ch) // 2
-        x = F.pad(x, (pad_x, side - cw - pad_x, pad_y, side - ch - pad_y))
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False,
-                          antialias=x.shape[-1] > size[1])
-    return x, Geometry((float(x0), float(y0)), (float(pad_x), float(pad_y)), float(max(ch, cw)))
-
-
-def images_to_tensor(images) -> torch.Tensor:
-    """uint8 HxWx3 array(s) -> float tensor N x 3 x H x W in [0, 1] (RGB).
-
-    Accepts one array, a list of equally sized arrays, an N x H x W x 3 array or
-    a tensor already in N x 3 x H x W [0, 1] form (returned unchanged).
-    """
-    if isinstance(images, torch.Tensor):
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ImageError(f"image tensor must be N x 3 x H x W, got {tuple(images.shape)}")
-        return images
-    if isinstance(images, np.ndarray) and images.ndim == 3:
-        images = images[None]
-    array = np.stack(list(images)) if not isinstance(images, np.ndarray) else images
-    if array.ndim != 4 or array.shape[-1] != 3:
-        raise ImageError(f"images must be H x W x 3 (RGB), got array of shape {array.shape}")
-    if array.dtype != np.uint8:
-        raise ImageError(f"images must be uint8 0..255, got {array.dtype}")
-    return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 class FaceBackbone(nn.Module):
@@ -253,27 +175,3 @@ def create_backbone(name: str, weights: str | Path | None = None, device: str | 
     return backbone
 
 
-def load_named_tensors(net: nn.Module, tensors: Mapping[str, torch.Tensor | np.ndarray], source: str,
-                       ignore: Sequence[str] = ()) -> None:
-    """Copy ``tensors`` into ``net``'s state dict, checking names and shapes.
-
-    Any missing key, unexpected key or shape mismatch raises one
-    :class:`WeightFileError` that names the file and the offending keys.
-    """
-    state = net.state_dict()
-    tensors = {k: v for k, v in tensors.items() if k not in ignore}
-    missing = sorted(set(state) - set(tensors))
-    unexpected = sorted(set(tensors) - set(state))
-    wrong = [f"{k}: file {tuple(np.shape(tensors[k]))} vs model {tuple(state[k].shape)}"
-             for k in state if k in tensors and tuple(np.shape(tensors[k])) != tuple(state[k].shape)]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-    if wrong:
-        problems.append(f"wrong shapes {wrong[:8]}{' ...' if len(wrong) > 8 else ''}")
-    if problems:
-        raise WeightFileError(f"{source}: does not fit {type(net).__name__}: " + "; ".join(problems))
-    net.load_state_dict({k: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)
-                         .to(state[k].dtype) for k, v in tensors.items()})

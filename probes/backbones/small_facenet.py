@@ -4,7 +4,7 @@ Meant for watching what a face network learns *while* it learns (Dhar et al.,
 FG 2020, report attribute information falling over training while identity
 information rises): it is small enough to train on CPU in minutes, and every
 checkpoint of a run loads as a backbone. The weights are the user's: pass
-``weights=`` a training checkpoint of :mod:`decoders.identity_training` (its
+``weights=`` a training checkpoint of :mod:`probes.training.identity` (its
 ``models["backbone"]`` is read) or a plain state dict; ``pretrained=False``
 gives the random initialisation (step 0 of a run, up to its seed).
 
@@ -33,8 +33,8 @@ from torch import nn
 
 from .. import weights as weight_store
 from ..errors import WeightFileError
-from ._files import existing_file, read_torch_state
-from .registry import BackboneSpec, load_named_tensors, register_backbone
+from ..weight_files import existing_file, load_named_tensors, read_torch_state
+from .registry import BackboneSpec, register_backbone
 
 NAME = "small-facenet"
 INPUT_SIZE = 64
@@ -106,7 +106,7 @@ def load_small_facenet(net: nn.Module, weights: Path | None) -> str:
     if weights is None:
         raise WeightFileError(
             f"backbone {NAME!r} needs weights=PATH: a checkpoint of your own training run "
-            "(decoders.identity_training.train_identity_network writes RUN/checkpoints/step_XXXXXXX.pt) "
+            "(probes.training.identity.train_identity_network writes RUN/checkpoints/step_XXXXXXX.pt) "
             "or a state dict "
             "saved with torch.save(net.state_dict(), path); pass pretrained=False for random weights")
     path = existing_file(weights, NAME)
@@ -128,7 +128,7 @@ SPEC = register_backbone(BackboneSpec(
     tap_layers=("stem", "stage1", "stage2", "stage3", "stage4", "embedding"),
     weight_files=(),
     source="faceprobe's own small ResNet (probes/backbones/small_facenet.py), trained by "
-           "decoders.identity_training; user-supplied checkpoints",
+           "probes.training.identity; user-supplied checkpoints",
     licence="code: the project's licence; trained weights inherit the terms of the faces they were trained on",
     # dlib-resnet29's crops (chosen on LFW DevTrain and UTKFace): the face with little background.
     crops={"chip": (0.0, 0.0, 1.0, 1.0), "lfw": (0.3, 0.25, 0.5, 0.5), "utkface": (0.1, 0.1, 0.8, 0.8)},

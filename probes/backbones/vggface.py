@@ -32,13 +32,14 @@ from torch import nn
 
 from .. import weights as weight_store
 from ..safe_pickle import read_numpy_pickle
-from ._files import (
+from ..weight_files import (
     existing_file,
+    load_named_tensors,
     read_torch_state,
     user_weights_required,
     with_default_counters,
 )
-from .registry import BackboneSpec, load_named_tensors, register_backbone
+from .registry import BackboneSpec, register_backbone
 
 # ---------------------------------------------------------------------------
 # VGG-Face

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._cli import DefaultsHelpFormatter
 from ..backbones import create_backbone
 from ..capture import LayerCapture
+from ..cli import DefaultsHelpFormatter
 from ..datasets import load_dataset
 from ..errors import FaceprobeError
 from .sweep import (

@@ -321,7 +321,7 @@ class LinearProbe(MIEstimator):
     # -- continuous: Gaussian bound from held-out ridge residuals
     def _continuous(self, Xtr, ytr, Xte, yte, diag) -> _Core:
         alphas = _RIDGE_ALPHAS if self.alphas is None else np.asarray(self.alphas, dtype=np.float64)
-        weight, bias, _, alpha = _ridge_loo(Xtr, ytr, alphas)
+        weight, bias, _, alpha = ridge_loo(Xtr, ytr, alphas)
         resid = yte - (Xte @ weight.T + bias)
         n = len(yte)
 
@@ -881,7 +881,7 @@ def _gaussian_baseline(X, y, y_knots, z_knots) -> GaussianBaseline:
     target = y
     if y_knots is not None:
         target = np.stack([np.interp(y[:, j], y_knots[j], z_knots[j]) for j in range(y.shape[1])], axis=1)
-    weight, bias, loo_resid, _ = _ridge_loo(X, target, _RIDGE_ALPHAS)
+    weight, bias, loo_resid, _ = ridge_loo(X, target, _RIDGE_ALPHAS)
     y_cov = np.atleast_2d(np.cov(target, rowvar=False))
     resid_cov = np.atleast_2d(np.cov(loo_resid, rowvar=False))
     return GaussianBaseline(weight, bias, resid_cov, target.mean(axis=0), y_cov, y_knots, z_knots)
@@ -909,7 +909,7 @@ def _normal_score_knots(y: np.ndarray, n_knots: int = 257) -> tuple[np.ndarray, 
     return y_knots, z_knots
 
 
-def _ridge_loo(X: np.ndarray, Y: np.ndarray, alphas: np.ndarray):
+def ridge_loo(X: np.ndarray, Y: np.ndarray, alphas: np.ndarray):
     """Ridge regression of each column of Y on X (with intercept), the penalty per column chosen by exact
     leave-one-out error over ``alphas`` (as RidgeCV). Returns (weight (k, d), bias (k,), LOO residuals (n, k),
     chosen alphas (k,)). One eigendecomposition serves every alpha: of X'X, or of XX' when d > n."""

@@ -15,6 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..errors import DatasetError, UnknownNameError
+from ..labellers import create_labeller
 from .estimators import MINE, NWJ, SMILE, InfoNCE, LinearProbe, MIEstimator
 from .results import EstimationError
 
@@ -56,7 +57,6 @@ def collect_labels(dataset, attributes: Sequence[str], labellers: Mapping[str, s
     ``labellers`` maps attribute -> labeller name (defaults: face-api's
     age/gender net for age and sex, the head-pose estimator for yaw/pitch/roll).
     """
-    from ..labellers import create_labeller
 
     unknown = [a for a in attributes if a not in KNOWN_ATTRIBUTES]
     if unknown:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._cli import DefaultsHelpFormatter
+from ..cli import DefaultsHelpFormatter
 from ..datasets import load_dataset
 from ..errors import FaceprobeError
 from .compare import FilterComparison

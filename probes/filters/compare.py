@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..backbones.registry import images_to_tensor
 from ..datasets import FaceDataset
 from ..errors import FaceprobeError, ImageError
+from ..geometry import images_to_tensor
 from .cka import cka_matrix, normalised_gram
 from .matching import FilterMatch, live_filters, match_filters
 from .networks import Layer, LayerMismatchError, Network, as_network, pair_layers

@@ -41,15 +41,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._nn import recording
-from ..backbones.registry import (
-    FaceBackbone,
-    create_backbone,
-    images_to_tensor,
-    list_backbones,
-)
+from ..backbones.hse import random_init
+from ..backbones.registry import FaceBackbone, create_backbone, list_backbones
 from ..errors import FaceprobeError
-from ..tfjs_graph import TFJSGraph, _attr
+from ..geometry import images_to_tensor
+from ..nn import recording
+from ..tfjs_graph import TFJSGraph, node_attr
 
 FILTER_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
                   nn.Linear)
@@ -135,7 +132,7 @@ def _graph_layers(graph: TFJSGraph) -> list[tuple[Layer, str]]:
             if w.ndim != 2:
                 continue
             # TF kernels are [in, out] unless transpose_b; filters are rows
-            w = w if _attr(node, "transpose_b", False) else w.t()
+            w = w if node_attr(node, "transpose_b", False) else w.t()
         out.append((Layer(const, kind, tuple(int(s) for s in w.shape), w), node.name))
     return out
 
@@ -251,7 +248,6 @@ class Network:
         """The same architecture with fresh random weights drawn under ``seed`` (the chance baseline)."""
         module = self.module
         if isinstance(module, FaceBackbone):
-            from ..backbones.hse import random_init
 
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)

@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._nn import evaluating
-from ..backbones.registry import Crop
-from ._faceapi import (
+from ..geometry import Crop
+from ..nn import evaluating
+from .faceapi import (
     FACEAPI_MEAN_RGB,
     SameConv2d,
     SeparableConv,
@@ -46,6 +46,7 @@ from ._faceapi import (
     predict_batched,
     prepare_input,
 )
+from .registry import LabellerSpec, register_labeller
 
 MANIFEST = "age_gender_model-weights_manifest.json"
 SHARD = "age_gender_model.bin"
@@ -178,3 +179,9 @@ class AgeGenderLabeller(nn.Module):
             out = predict_batched(run, images, batch_size)
         out["sex"] = (out["p_male"] < 0.5).astype(np.int64)
         return out
+
+
+SPEC = register_labeller(LabellerSpec(
+    "faceapi-agegender", AgeGenderLabeller, AgeGenderLabeller.attributes,
+    "age (years, regression) and sex (P(male); sex 0 = male, 1 = female) from face-api.js's AgeGenderNet",
+    "AgeGenderNet (TinyXception) via @vladmandic/face-api@1.7.15", "MIT"))

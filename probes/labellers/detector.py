@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._nn import evaluating
 from ..errors import ImageError
-from ._faceapi import MIN_SIDE, SeparableConv, load_faceapi_weights, max_pool_same
+from ..nn import evaluating
+from .faceapi import MIN_SIDE, SeparableConv, load_faceapi_weights, max_pool_same
 
 MANIFEST = "tiny_face_detector_model-weights_manifest.json"
 SHARD = "tiny_face_detector_model.bin"

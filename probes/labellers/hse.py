@@ -20,11 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._nn import evaluating
 from ..backbones.hse import HSE_AGE, HSE_SEX
-from ..backbones.registry import Crop, FaceBackbone, create_backbone
+from ..backbones.registry import FaceBackbone, create_backbone
 from ..errors import UnknownNameError
-from ._faceapi import check_layout, predict_batched
+from ..geometry import Crop
+from ..nn import evaluating
+from .faceapi import check_layout, predict_batched
 from .registry import LabellerSpec, register_labeller
 
 # Crops (top, left, height, width) per layout. UTKFace: the whole aligned crop,

@@ -38,9 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._nn import evaluating
-from ..backbones.registry import Crop
-from ._faceapi import (
+from ..geometry import Crop
+from ..nn import evaluating
+from .age_gender import DEFAULT_CROPS
+from .faceapi import (
     FACEAPI_MEAN_RGB,
     SameConv2d,
     SeparableConv,
@@ -49,7 +50,6 @@ from ._faceapi import (
     predict_batched,
     prepare_input,
 )
-from .age_gender import DEFAULT_CROPS
 
 MANIFEST = "face_landmark_68_model-weights_manifest.json"
 SHARD = "face_landmark_68_model.bin"

@@ -43,10 +43,11 @@ from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 from torch import nn
 
-from ..backbones.registry import Crop
 from ..errors import WeightFileError
+from ..geometry import Crop
 from ..safe_pickle import NumpyOnlyUnpickler
 from .landmarks import NUM_POINTS, LandmarkDetector
+from .registry import LabellerSpec, register_labeller
 
 MEANSHAPE = "meanshape_68.pkl"
 
@@ -166,3 +167,10 @@ class HeadPoseEstimator(nn.Module):
                                batch_size: int = 64) -> tuple[dict[str, np.ndarray], np.ndarray]:
         points = self.landmarks.predict(images, layout, batch_size)
         return pose_from_landmarks(points, self.meanshape, self.use), points
+
+
+SPEC = register_labeller(LabellerSpec(
+    "faceapi-headpose", HeadPoseEstimator, HeadPoseEstimator.attributes,
+    "estimated yaw/pitch/roll (degrees) from FaceLandmark68Net's 68 points and a weak-perspective PnP "
+    "against insightface's 3D mean face; positive yaw = face turned to its own left",
+    "FaceLandmark68Net via @vladmandic/face-api@1.7.15; meanshape_68.pkl from insightface", "MIT"))

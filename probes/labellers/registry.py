@@ -2,8 +2,8 @@
 
 A labeller is any object with ``.name``, ``.attributes`` (the keys its
 ``predict`` returns) and ``.predict(images, layout) -> dict[str, np.ndarray]``
-(one value per image). Built-in ones register on first use; others may be
-added with :func:`register_labeller`.
+(one value per image). Built-in ones register themselves when
+:mod:`probes.labellers` imports them; others may be added with :func:`register_labeller`.
 """
 
 from __future__ import annotations
@@ -45,31 +45,11 @@ def register_labeller(spec: LabellerSpec) -> LabellerSpec:
     return spec
 
 
-def _ensure_builtin() -> None:
-    if "faceapi-agegender" in _REGISTRY:
-        return
-    from .age_gender import AgeGenderLabeller
-    from .pose import HeadPoseEstimator
-
-    register_labeller(LabellerSpec(
-        "faceapi-agegender", AgeGenderLabeller, AgeGenderLabeller.attributes,
-        "age (years, regression) and sex (P(male); sex 0 = male, 1 = female) from face-api.js's AgeGenderNet",
-        "AgeGenderNet (TinyXception) via @vladmandic/face-api@1.7.15", "MIT"))
-    register_labeller(LabellerSpec(
-        "faceapi-headpose", HeadPoseEstimator, HeadPoseEstimator.attributes,
-        "estimated yaw/pitch/roll (degrees) from FaceLandmark68Net's 68 points and a weak-perspective PnP "
-        "against insightface's 3D mean face; positive yaw = face turned to its own left",
-        "FaceLandmark68Net via @vladmandic/face-api@1.7.15; meanshape_68.pkl from insightface", "MIT"))
-    from . import hse  # noqa: F401  (registers "hse-agegender" on import)
-
-
 def list_labellers() -> list[str]:
-    _ensure_builtin()
     return sorted(_REGISTRY)
 
 
 def get_labeller_spec(name: str) -> LabellerSpec:
-    _ensure_builtin()
     try:
         return _REGISTRY[name]
     except KeyError:

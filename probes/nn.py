@@ -6,6 +6,8 @@ from contextlib import contextmanager
 
 from torch import nn
 
+from .errors import FaceprobeError
+
 
 @contextmanager
 def evaluating(module: nn.Module):
@@ -23,7 +25,6 @@ class LayerOutputs(dict):
 
     def check_complete(self, names, owner: str) -> None:
         """Raise when a layer in ``names`` produced no output (it is not on the forward path)."""
-        from .errors import FaceprobeError
 
         silent = [n for n in names if n not in self]
         if silent:
@@ -37,7 +38,6 @@ def recording(modules, reduce, owner: str):
     Clear the yielded :class:`LayerOutputs` between batches. A layer that runs twice in
     one pass is an error: its output would be ambiguous.
     """
-    from .errors import FaceprobeError
 
     out = LayerOutputs()
 

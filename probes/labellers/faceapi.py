@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import weights as weight_store
-from ..backbones._files import read_torch_state
-from ..backbones.registry import Crop, Geometry, crop_and_resize, images_to_tensor, load_named_tensors
 from ..errors import ImageError, UnknownNameError, WeightFileError
+from ..geometry import Crop, Geometry, crop_and_resize, images_to_tensor
 from ..tfjs import conv_filter, dense_weight, depthwise_filter, read_weights_manifest
+from ..weight_files import load_named_tensors, read_torch_state
 
 FACEAPI_MEAN_RGB = (122.782, 117.001, 104.298)
 MIN_SIDE = 16  # smaller inputs carry no face worth labelling; refuse them

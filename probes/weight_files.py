@@ -1,14 +1,15 @@
-"""Helpers shared by every backbone whose weights the user brings."""
+"""Reading weight files: state dicts, user-supplied files, and loading named tensors into a network."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..errors import WeightFileError
+from .errors import WeightFileError
 
 
 def user_weights_required(name: str, release: str, formats: str) -> WeightFileError:
@@ -59,3 +60,29 @@ def with_default_counters(net: nn.Module, tensors: Mapping) -> dict:
     """
     counters = {k: v for k, v in net.state_dict().items() if k.endswith("num_batches_tracked")}
     return {**counters, **tensors}
+
+
+def load_named_tensors(net: nn.Module, tensors: Mapping[str, torch.Tensor | np.ndarray], source: str,
+                       ignore: Sequence[str] = ()) -> None:
+    """Copy ``tensors`` into ``net``'s state dict, checking names and shapes.
+
+    Any missing key, unexpected key or shape mismatch raises one
+    :class:`WeightFileError` that names the file and the offending keys.
+    """
+    state = net.state_dict()
+    tensors = {k: v for k, v in tensors.items() if k not in ignore}
+    missing = sorted(set(state) - set(tensors))
+    unexpected = sorted(set(tensors) - set(state))
+    wrong = [f"{k}: file {tuple(np.shape(tensors[k]))} vs model {tuple(state[k].shape)}"
+             for k in state if k in tensors and tuple(np.shape(tensors[k])) != tuple(state[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
+    if wrong:
+        problems.append(f"wrong shapes {wrong[:8]}{' ...' if len(wrong) > 8 else ''}")
+    if problems:
+        raise WeightFileError(f"{source}: does not fit {type(net).__name__}: " + "; ".join(problems))
+    net.load_state_dict({k: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)
+                         .to(state[k].dtype) for k, v in tensors.items()})

@@ -33,9 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probes.config import DictConfig
 from probes.errors import FaceprobeError
-
-from ._config import DictConfig
 
 NORMS = ("batch", "group", "none")
 UPSAMPLES = ("nearest", "bilinear")

@@ -16,7 +16,7 @@ images, the DFD paper's global + local formulation.
 What the decoder reproduces (the *target chip*): the backbone's crop of the
 dataset image for its layout (and its square padding), i.e. exactly the pixels
 the backbone embeds, resized to the decoder's resolution. See
-:func:`decoders.templates.backbone_chips`.
+:func:`decoders.dfd.templates.backbone_chips`.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probes.config import DictConfig
 from probes.errors import FaceprobeError
-
-from ._config import DictConfig
+from probes.perceptual import create_lpips
 
 # (top, left, height, width) as fractions of the chip: eyes, nose and mouth on
 # dlib-style chips (the 5-point template of dlib-resnet29 spans x 0.33-0.67,
@@ -141,7 +141,6 @@ class ReconstructionLoss(nn.Module):
             backbone.requires_grad_(False)
             backbone.eval()
         if (config.perceptual > 0 or config.local_perceptual > 0) and lpips is None:
-            from probes.perceptual import create_lpips
 
             device = next(backbone.parameters()).device if backbone is not None else "cpu"
             lpips = create_lpips(config.lpips_net, device=device)

@@ -35,16 +35,13 @@ generator updates inside one ``step``.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import os
 import signal
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,8 +49,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from probes.errors import FaceprobeError
-
+from ..errors import TrainingError
 from .checkpoints import (
     FORMAT,
     CheckpointError,
@@ -63,141 +59,14 @@ from .checkpoints import (
     rng_state,
     set_rng_state,
 )
-from .templates import atomic_write_bytes
-
-
-class TrainingError(FaceprobeError):
-    """A training run that cannot start or go on (bad settings, output folder, diverged loss)."""
-
+from .data import BatchSource, DataOrder
+from .distributed import DistributedContext
+from .runs import append_csv, save_grid, truncate_csv
 
 # --------------------------------------------------------------------------- distributed
 
 
-@dataclass(frozen=True)
-class DistributedContext:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: str = "cpu"
-    backend: str | None = None
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
-
-
-def init_distributed(device: str = "cpu") -> DistributedContext:
-    """The process's place in a ``torchrun`` job (or a single-process context).
-
-    Starts the default process group (gloo on CPU, nccl on CUDA) when
-    ``WORLD_SIZE`` > 1; with CUDA each process takes GPU ``LOCAL_RANK``.
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistributedContext(device=device)
-    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = str(device).startswith("cuda")
-    if cuda:
-        if not torch.cuda.is_available():
-            raise TrainingError("device cuda requested but CUDA is not available")
-        torch.cuda.set_device(local)
-        device = f"cuda:{local}"
-    backend = "nccl" if cuda else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
-    return DistributedContext(rank, world, local, device, backend)
-
-
-def shutdown_distributed(ctx: DistributedContext) -> None:
-    if ctx.enabled and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 # --------------------------------------------------------------------------- data
-
-
-class BatchSource(Protocol):
-    """What the trainer iterates: ``len(source)`` items, ``source.get_batch(indices)`` -> a batch."""
-
-    def __len__(self) -> int: ...
-
-    def get_batch(self, indices: np.ndarray) -> Any: ...
-
-
-class ArrayData:
-    """A :class:`BatchSource` over equally long arrays/tensors: ``get_batch`` -> {name: tensor}.
-
-    numpy arrays (memory maps included) are indexed first, so only the batch is
-    copied; ``uint8`` images stay uint8 (the task converts them on its device).
-    """
-
-    def __init__(self, **arrays):
-        if not arrays:
-            raise TrainingError("ArrayData needs at least one array")
-        lengths = {name: len(a) for name, a in arrays.items()}
-        if len(set(lengths.values())) != 1:
-            raise TrainingError(f"arrays differ in length: {lengths}")
-        self.arrays = arrays
-        self.n = next(iter(lengths.values()))
-
-    def __len__(self) -> int:
-        return self.n
-
-    def get_batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        out = {}
-        for name, array in self.arrays.items():
-            if isinstance(array, torch.Tensor):
-                out[name] = array[torch.as_tensor(indices, dtype=torch.long)]
-            else:
-                out[name] = torch.from_numpy(np.ascontiguousarray(array[np.asarray(indices)]))
-        return out
-
-
-class DataOrder:
-    """Seeded epoch permutations, sharded over processes; its state goes into checkpoints."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
-        if batch_size <= 0:
-            raise TrainingError(f"batch_size must be positive, got {batch_size}")
-        if n < batch_size * world_size:
-            raise TrainingError(f"the training data has {n} items, fewer than one batch "
-                                f"({batch_size} x {world_size} process(es)); use a smaller batch size")
-        self.n, self.batch_size, self.rank, self.world_size = n, batch_size, rank, world_size
-        self.generator = torch.Generator().manual_seed(int(seed))
-        self.epoch = 0
-        self.position = 0
-        self.permutation = torch.randperm(n, generator=self.generator)
-
-    def next_indices(self) -> np.ndarray:
-        """This rank's indices for the next step."""
-        global_batch = self.batch_size * self.world_size
-        if self.position + global_batch > self.n:
-            self.epoch += 1
-            self.position = 0
-            self.permutation = torch.randperm(self.n, generator=self.generator)
-        chunk = self.permutation[self.position:self.position + global_batch]
-        self.position += global_batch
-        return chunk[self.rank::self.world_size].numpy().copy()
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "epoch": self.epoch, "position": self.position,
-                "permutation": self.permutation.clone(), "n": self.n,
-                "global_batch": self.batch_size * self.world_size}
-
-    def load_state_dict(self, state: dict) -> None:
-        if int(state["n"]) != self.n:
-            raise CheckpointError(f"checkpoint was trained on {int(state['n'])} items, this data has {self.n}")
-        self.generator.set_state(state["generator"].to(torch.uint8))
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        self.permutation = state["permutation"].to(torch.long).clone()
 
 
 # --------------------------------------------------------------------------- task
@@ -429,7 +298,7 @@ class Trainer:
             np.random.seed((self.settings.seed + 7919 * self.ctx.rank + self.step) % 2 ** 32)
         if self.ctx.is_main:
             for name in ("log.csv", "val.csv"):
-                _truncate_csv(self.out / name, self.step)
+                truncate_csv(self.out / name, self.step)
         self.resumed_from = state["path"]
 
     # -- logging
@@ -448,7 +317,7 @@ class Trainer:
         self.window = {}
         if self.ctx.is_main:
             row = {"step": self.step, "epoch": self.order.epoch, "time_s": round(self.elapsed, 3), **means}
-            _append_csv(self.out / "log.csv", row)
+            append_csv(self.out / "log.csv", row)
         return means
 
     def _sample(self) -> None:
@@ -467,7 +336,7 @@ class Trainer:
         with torch.random.fork_rng(devices=devices):
             metrics = self.task.validate(self.step)
         if metrics:
-            _append_csv(self.out / "val.csv", {"step": self.step, "time_s": round(self.elapsed, 3), **metrics})
+            append_csv(self.out / "val.csv", {"step": self.step, "time_s": round(self.elapsed, 3), **metrics})
 
     # -- loop
     @contextmanager
@@ -541,109 +410,6 @@ class Trainer:
 # --------------------------------------------------------------------------- run folders
 
 
-@dataclass(frozen=True)
-class RunFolder:
-    """A training command's ``--out``: which files and folders make it hold a run."""
-
-    path: Path
-    files: tuple[str, ...]
-    dirs: tuple[str, ...] = ("checkpoints", "samples")
-
-    def has_results(self) -> bool:
-        out = self.path
-        return out.is_dir() and (any((out / f).exists() for f in self.files)
-                                 or any((out / d).is_dir() and any((out / d).iterdir()) for d in self.dirs))
-
-    def check(self, resume: bool, overwrite: bool) -> None:
-        """Refuse a run folder that holds results (unless resuming or overwriting) or cannot be written."""
-        out = self.path
-        if out.exists() and not out.is_dir():
-            raise TrainingError(f"--out {out} exists and is not a folder")
-        if self.has_results() and not (resume or overwrite):
-            raise TrainingError(f"--out {out} already holds a run; pass --resume to continue it or --overwrite "
-                                "to replace it")
-        probe = out if out.exists() else next((p for p in out.absolute().parents if p.exists()), None)
-        if probe is not None and not probe.is_dir():
-            raise TrainingError(f"--out {out} is not writable: {probe} is a file, not a folder")
-        if probe is None or not os.access(probe, os.W_OK | os.X_OK):
-            raise TrainingError(f"--out {out} is not writable ({probe} does not allow creating files)")
-
-    def clear(self) -> None:
-        """Delete the run's files and folders (``--overwrite``); anything else in the folder stays."""
-        import shutil
-
-        for name in self.files:
-            (self.path / name).unlink(missing_ok=True)
-        for name in self.dirs:
-            if (self.path / name).is_dir():
-                shutil.rmtree(self.path / name)
-
-
 # --------------------------------------------------------------------------- files
 
 
-def _append_csv(path: Path, row: dict) -> None:
-    """Append one row; the header is fixed by the file's first row (later new keys are dropped)."""
-    exists = path.is_file() and path.stat().st_size > 0
-    if exists:
-        with open(path, newline="") as handle:
-            header = next(csv.reader(handle), None) or list(row)
-    else:
-        header = list(row)
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore", restval="")
-        if not exists:
-            writer.writeheader()
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _truncate_csv(path: Path, step: int) -> None:
-    """Keep the header and the rows with ``step`` <= the checkpoint's (atomic rewrite)."""
-    if not path.is_file():
-        return
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    if not rows:
-        return
-    header, body = rows[0], rows[1:]
-    col = header.index("step") if "step" in header else 0
-    keep = []
-    for row in body:
-        try:
-            if row and int(float(row[col])) <= step:
-                keep.append(row)
-        except (ValueError, IndexError):
-            pass  # a line cut short by a kill
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows([header] + keep)
-    atomic_write_bytes(path, lambda h: h.write(buffer.getvalue().encode()))
-
-
-def read_log(path: str | Path):
-    """A run's ``log.csv`` (or ``val.csv``) as a pandas DataFrame."""
-    import pandas as pd
-
-    return pd.read_csv(path)
-
-
-def save_grid(images: torch.Tensor, path: str | Path, columns: int = 8, pad: int = 2) -> Path:
-    """Save N x 3 x H x W images in [0, 1] as one PNG grid (atomically); returns the path."""
-    from PIL import Image
-
-    x = images.detach().float().clamp(0, 1).cpu()
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise TrainingError(f"sample images must be N x 3 x H x W, got {tuple(x.shape)}")
-    n, _, h, w = x.shape
-    cols = max(1, min(columns, n))
-    rows = math.ceil(n / cols)
-    grid = torch.ones(3, rows * (h + pad) + pad, cols * (w + pad) + pad)
-    for i in range(n):
-        r, c = divmod(i, cols)
-        grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = x[i]
-    array = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, lambda h: Image.fromarray(array).save(h, format="PNG"))
-    return path

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +31,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from probes.backbones.registry import FaceBackbone, images_to_tensor
+from probes.backbones.registry import FaceBackbone
 from probes.datasets import FaceDataset
 from probes.errors import DatasetError
+from probes.geometry import images_to_tensor
 from probes.images import load_image
+from probes.outputs import atomic_write_bytes
+from probes.weights import cache_home
 
 from .model import TemplateError
 
@@ -44,7 +46,6 @@ CACHE_VERSION = "faceprobe-decoder-targets-1"
 
 def default_cache_dir() -> Path:
     """``$FACEPROBE_HOME/cache/decoder-targets`` (or the default faceprobe cache home)."""
-    from probes.weights import cache_home
 
     return cache_home() / "cache" / "decoder-targets"
 
@@ -120,45 +121,6 @@ def files_fingerprint(paths: list[str]) -> str:
 def cache_key(fields: dict) -> str:
     """A short stable key of a JSON-able description (the cache file name)."""
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(handle)`` on a temporary file beside ``path``, fsync, then rename it onto ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
-        os.chmod(tmp, 0o666 & ~file_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def file_umask() -> int:
-    """The process's umask (read by setting and restoring it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class ArrayCache:

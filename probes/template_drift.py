@@ -42,10 +42,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ._nn import evaluating
-from .backbones.registry import FaceBackbone, images_to_tensor
+from .backbones.registry import FaceBackbone
 from .datasets import FaceDataset
 from .errors import FaceprobeError, ImageError, UnknownNameError
+from .geometry import images_to_tensor
+from .images import load_image
+from .nn import evaluating
 
 
 class PerturbationError(FaceprobeError, ValueError):
@@ -170,7 +172,6 @@ def face_points(backbone: FaceBackbone) -> dict[str, tuple[float, float]]:
 def _image_batches(images, batch_size: int):
     """Yield [0, 1] float tensors (N x 3 x H x W) from uint8 arrays, lists of them, tensors or a FaceDataset."""
     if isinstance(images, FaceDataset):
-        from .images import load_image
 
         for p in images.paths:
             yield images_to_tensor(load_image(p))

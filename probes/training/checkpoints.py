@@ -23,7 +23,7 @@ import torch
 
 from probes.errors import FaceprobeError
 
-from .templates import atomic_write_bytes
+from ..outputs import atomic_write_bytes
 
 FORMAT = "faceprobe-checkpoint-1"
 TMP_PREFIX = ".tmp-"
@@ -120,26 +120,3 @@ def seed_everything(seed: int) -> None:
 # --------------------------------------------------------------------------- decoders
 
 
-DECODER_KIND = "face-decoder"
-
-
-def load_decoder(checkpoint: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild a trained decoder: ``(decoder in eval mode, config dict)``.
-
-    ``checkpoint`` is a ``.pt`` file or a run folder (its ``checkpoints/latest.pt``).
-    ``config`` holds ``decoder`` (architecture), ``loss``, ``backbone`` (name,
-    weights_id, embedding size), ``data`` and the run folder's split file.
-    """
-    from .model import DecoderConfig, FaceDecoder
-
-    state = load_checkpoint(checkpoint, map_location="cpu")
-    if state.get("kind") != DECODER_KIND:
-        raise CheckpointError(f"{state['path']} holds a {state.get('kind')!r} run, not a {DECODER_KIND!r}")
-    config = state["config"]
-    try:
-        decoder = FaceDecoder(DecoderConfig.from_dict(config["decoder"]))
-        decoder.load_state_dict(state["models"]["decoder"])
-    except (KeyError, RuntimeError, FaceprobeError) as exc:
-        raise CheckpointError(f"{state['path']}: decoder weights do not fit its config: {exc}") from exc
-    config = dict(config, step=state["step"], checkpoint=state["path"])
-    return decoder.to(device).eval(), config

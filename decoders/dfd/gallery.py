@@ -16,67 +16,19 @@ when everything succeeded. A refusal (existing ``--out`` without
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import html
 import io
 import math
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from probes.errors import FaceprobeError
-
-from .templates import atomic_write_bytes, file_umask
-
-
-class OutputFolderError(FaceprobeError):
-    """An output folder that exists (without overwrite), is a file, or cannot be written."""
-
+from probes.images import data_uri
+from probes.outputs import atomic_write_bytes
 
 # --------------------------------------------------------------------------- images
-
-
-def to_uint8(images) -> np.ndarray:
-    """N x 3 x H x W float tensor/array in [0, 1] (or N x H x W x 3 uint8) -> N x H x W x 3 uint8."""
-    if isinstance(images, torch.Tensor):
-        images = images.detach().float().cpu().numpy()
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"uint8 images must be N x H x W x 3, got {images.shape}")
-        return images
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"float images must be N x 3 x H x W in [0, 1], got {images.shape}")
-    return (np.clip(images, 0, 1) * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """An H x W x 3 uint8 image as PNG bytes."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def data_uri(image: np.ndarray) -> str:
-    """An H x W x 3 uint8 image as a ``data:image/png;base64,...`` URI."""
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
-
-
-def save_png(image: np.ndarray, path: str | Path) -> Path:
-    """Write one H x W x 3 uint8 image as PNG (atomically)."""
-    path = Path(path)
-    data = png_bytes(image)
-    atomic_write_bytes(path, lambda h: h.write(data))
-    return path
 
 
 # --------------------------------------------------------------------------- gallery
@@ -222,64 +174,3 @@ def write_html(items: Sequence[GalleryItem], path: str | Path, title: str = "Rec
 # --------------------------------------------------------------------------- output folders
 
 
-def check_output_folder(out: str | Path, overwrite: bool = False, option: str = "--out") -> None:
-    """Refuse, before any work, an ``out`` that is a file, a non-empty folder (unless
-    ``overwrite``) or under a path where no folder can be created."""
-    out = Path(out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise OutputFolderError(f"{option} {out} exists and is a file, not a folder; choose another path")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise OutputFolderError(f"{option} {out} already exists and is not empty; pass --overwrite to replace "
-                                "it (its files are kept until the new results are complete)")
-    probe = next((p for p in out.absolute().parents if p.exists()), None)
-    if probe is not None and not probe.is_dir():
-        raise OutputFolderError(f"{option} {out} is not writable: {probe} is a file, not a folder")
-    if probe is None or not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputFolderError(f"{option} {out} is not writable ({probe} does not allow creating files)")
-
-
-@contextlib.contextmanager
-def staged_output(out: str | Path, overwrite: bool = False, option: str = "--out") -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``out``; on success it becomes ``out``.
-
-    On an exception the temporary folder is deleted and ``out`` is untouched.
-    With ``overwrite`` an existing ``out`` is moved aside, replaced, and only
-    then deleted (restored if the final rename fails).
-    """
-    out = Path(out).expanduser()
-    check_output_folder(out, overwrite, option)
-    parent = out.absolute().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=parent))
-    except OSError as exc:
-        raise OutputFolderError(f"{option} {out} is not writable: {exc}") from exc
-    try:
-        yield tmp
-        _commit(tmp, out, overwrite, option)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _commit(tmp: Path, out: Path, overwrite: bool, option: str) -> None:
-    # mkdtemp makes the folder private (0700); give it the permissions a plain mkdir would.
-    os.chmod(tmp, 0o777 & ~file_umask())
-    old = None
-    if out.exists():
-        # Checked again: something may have appeared while we worked.
-        check_output_folder(out, overwrite, option)
-        if any(out.iterdir()):
-            old = Path(tempfile.mkdtemp(prefix=f".old-{out.name}-", dir=out.absolute().parent))
-            os.replace(out, old / out.name)
-        else:
-            out.rmdir()
-    try:
-        os.replace(tmp, out)
-    except OSError as exc:
-        if old is not None:
-            os.replace(old / out.name, out)
-            shutil.rmtree(old, ignore_errors=True)
-        raise OutputFolderError(f"could not move the results into {option} {out}: {exc}") from exc
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

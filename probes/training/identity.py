@@ -6,7 +6,7 @@ network trained on real faces. :func:`train_identity_network` trains a
 backbone of the registry from random weights (by default ``small-facenet``)
 as a closed-set classifier of the training people -- softmax cross-entropy
 over a CosFace head (cosine logits with an additive margin) or a plain
-linear head -- through the shared :class:`~decoders.training.Trainer` (data
+linear head -- through the shared :class:`~probes.training.Trainer` (data
 order, logs, resume and atomic checkpoints are the Trainer's). The initial
 weights are kept as ``step_0000000.pt``, then one ``step_XXXXXXX.pt`` every
 ``keep_every`` steps; :func:`load_identity_checkpoints` gives them back as
@@ -31,29 +31,20 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from probes._nn import evaluating
-from probes.backbones.registry import (
-    BackboneSpec,
-    FaceBackbone,
-    get_spec,
-    images_to_tensor,
-    load_named_tensors,
-)
+from probes.backbones import create_backbone
 from probes.datasets import FaceDataset
 from probes.errors import FaceprobeError, ImageError
 from probes.weights import sha256_of
 
+from ..backbones.registry import BackboneSpec, FaceBackbone, get_spec
+from ..errors import TrainingError
+from ..geometry import images_to_tensor
+from ..nn import evaluating
+from ..weight_files import load_named_tensors
 from .checkpoints import CheckpointError, load_checkpoint, seed_everything
-from .training import (
-    ArrayData,
-    DistributedContext,
-    Trainer,
-    TrainerSettings,
-    TrainingError,
-    TrainResult,
-    TrainTask,
-    warmup_cosine,
-)
+from .data import ArrayData
+from .distributed import DistributedContext
+from .trainer import Trainer, TrainerSettings, TrainResult, TrainTask, warmup_cosine
 
 IDENTITY_KIND = "face-identity"
 HEADS = ("cosine", "linear")
@@ -299,7 +290,6 @@ def train_identity_network(images: np.ndarray, identities, out_dir: str | Path, 
         val_labels = np.array([where[v] for v in val_ids], np.int64)
     ctx = ctx or DistributedContext(device=device)
     seed_everything(seed)  # the initial weights are the run's first randomness
-    from probes.backbones import create_backbone
 
     net = create_backbone(backbone, pretrained=False, device=ctx.device)
     task = IdentityTask(net, len(classes), steps, head=head, scale=scale, margin=margin, lr=lr,

@@ -1,0 +1,63 @@
+"""Intervals for rates and means: Wilson score intervals and percentile bootstraps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion; (nan, nan) when ``n == 0``."""
+    from scipy.stats import norm
+
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if n == 0:
+        return float("nan"), float("nan")
+    z = float(norm.ppf(0.5 + confidence / 2))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # At 0 and n the bounds are exactly 0 and 1 (avoid 0.9999999999999999).
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
+
+
+def bootstrap_mean(values, n_boot: int = 1000, confidence: float = 0.95,
+                   rng: np.random.Generator | int | None = 0) -> tuple[float, float, float, int]:
+    """(mean, ci_low, ci_high, n) of the finite ``values``; percentile bootstrap over them.
+
+    One value gives its mean and a NaN interval; none gives NaNs.
+    """
+    v = np.asarray(values, np.float64).reshape(-1)
+    v = v[np.isfinite(v)]
+    n = len(v)
+    if n == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    mean = float(v.mean())
+    if n == 1 or n_boot <= 0:
+        return mean, float("nan"), float("nan"), n
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    means = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // n)  # bounded memory for large n
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        means[start:stop] = v[rng.integers(0, n, (stop - start, n))].mean(1)
+    alpha = (1 - confidence) / 2
+    return mean, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), n
+
+
+def rate(successes, confidence: float = 0.95) -> tuple[float, float, float, int, int]:
+    """(rate, ci_low, ci_high, n, k) of a boolean array (NaN entries left out), Wilson interval."""
+    s = np.asarray(successes, np.float64).reshape(-1)
+    s = s[np.isfinite(s)]
+    n, k = len(s), int(s.sum())
+    if n == 0:
+        return float("nan"), float("nan"), float("nan"), 0, 0
+    low, high = wilson_interval(k, n, confidence)
+    return k / n, low, high, n, k
