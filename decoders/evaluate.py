@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from probes.cli import DefaultsHelpFormatter
-from probes.datasets import FaceDataset
+from probes.datasets import FaceDataset, subsample_indices
 from probes.errors import DatasetError, FaceprobeError
 from probes.images import to_uint8
 from probes.outputs import check_output_folder, finite_or_none, staged_output, write_csv, write_json
@@ -255,12 +255,6 @@ def type2_references(test: FaceDataset, source: str = "lfw", data_root: str | Pa
 # --------------------------------------------------------------------------- the evaluation
 
 
-def _subsample(n: int, max_images: int | None, seed: int) -> np.ndarray:
-    if max_images is None or max_images >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, max_images, replace=False))
-
-
 def _attack_block(scores: np.ndarray, cosines: np.ndarray, thresholds: list[FMRThreshold]) -> dict:
     return {"n": len(scores), "mean_cosine": finite_or_none(np.mean(cosines)) if len(cosines) else None,
             "mean_score": finite_or_none(np.mean(scores)) if len(scores) else None,
@@ -331,7 +325,7 @@ def evaluate(checkpoint: str | Path, out: str | Path, data_root: str | Path | No
               f"(also present: {', '.join(t.name for t in tests[1:])})", file=sys.stderr)
     test = tests[0]
     n_available = len(test)
-    test = test.subset(_subsample(len(test), max_images, seed))
+    test = test.subset(subsample_indices(len(test), max_images, seed))
 
     # ----- templates, thresholds
     tgt = compute_targets(net_a, test, size, cache_dir=cache_dir, progress=progress)

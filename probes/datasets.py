@@ -221,7 +221,8 @@ def data_root(root: str | Path | None = None) -> Path:
     return where
 
 
-def _subsample(n: int, max_images: int | None, seed: int) -> np.ndarray:
+def subsample_indices(n: int, max_images: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded subset of ``max_images`` of ``n`` items (all of them when None or >= n)."""
     if max_images is None or max_images >= n:
         return np.arange(n)
     if max_images <= 0:
@@ -273,7 +274,7 @@ def load_utkface(root: str | Path | None = None, max_images: int | None = None, 
                       f"age_gender_race_datetime.jpg.chip.jpg, e.g. {', '.join(bad[:3])}", stacklevel=2)
     if not rows:
         raise DatasetError(f"no UTKFace file in {folder} has a parsable name")
-    idx = _subsample(len(rows), max_images, seed)
+    idx = subsample_indices(len(rows), max_images, seed)
     table = pd.DataFrame([rows[i][:3] for i in idx], columns=["age", "sex", "race"])
     table = table.astype({"age": np.float64, "sex": np.int64, "race": np.int64})
     source = "UTKFace file name (published labels, themselves estimated)"
@@ -353,7 +354,7 @@ def load_lfw_people(data_home: str | Path | None = None, min_images_per_person: 
             ids += [person] * len(files)
     if not paths:
         raise DatasetError(f"no LFW person in {folder} has {min_images_per_person} or more images")
-    idx = _subsample(len(paths), max_images, seed)
+    idx = subsample_indices(len(paths), max_images, seed)
     return FaceDataset("lfw", [paths[i] for i in idx], {"identity": [ids[i] for i in idx]}, layout="lfw",
                        root=folder.parent, label_source={"identity": "LFW folder name"})
 
