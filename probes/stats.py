@@ -61,3 +61,39 @@ def rate(successes, confidence: float = 0.95) -> tuple[float, float, float, int,
         return float("nan"), float("nan"), float("nan"), 0, 0
     low, high = wilson_interval(k, n, confidence)
     return k / n, low, high, n, k
+
+
+def cluster_bootstrap_mean(values, clusters, n_boot: int = 2000, confidence: float = 0.95,
+                           rng: np.random.Generator | int | None = 0) -> tuple[float, float, float, int, int]:
+    """(mean, ci_low, ci_high, n, n_clusters): a percentile bootstrap that resamples whole clusters.
+
+    Use it when values come in dependent groups (several comparisons of one person, several
+    reconstructions of one face): resampling people, not pairs, keeps the interval honest when a
+    few people supply many of the values. The estimate is the plain mean of all values (each
+    replicate re-weights clusters by how often they were drawn). Works for rates too: pass 0/1
+    values. Non-finite values are left out; one cluster gives a NaN interval.
+    """
+    v = np.asarray(values, np.float64).reshape(-1)
+    c = np.asarray(clusters).reshape(-1)
+    if len(c) != len(v):
+        raise ValueError(f"values ({len(v)}) and clusters ({len(c)}) differ in length")
+    keep = np.isfinite(v)
+    v, c = v[keep], c[keep]
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan"), 0, 0
+    _, codes = np.unique(c, return_inverse=True)
+    sums = np.bincount(codes, weights=v)
+    counts = np.bincount(codes).astype(np.float64)
+    k = len(sums)
+    mean = float(v.mean())
+    if k == 1 or n_boot <= 0:
+        return mean, float("nan"), float("nan"), len(v), k
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    draws = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // k)  # bounded memory for many clusters
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        weights = np.stack([np.bincount(row, minlength=k) for row in rng.integers(0, k, (stop - start, k))])
+        draws[start:stop] = (weights @ sums) / (weights @ counts)
+    alpha = (1 - confidence) / 2
+    return mean, float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha)), len(v), k

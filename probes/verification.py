@@ -108,6 +108,26 @@ def threshold_at_fmr(impostor_scores: np.ndarray, fmr: float) -> float:
     return float(np.nextafter(imp[len(imp) - allowed - 1], np.inf))
 
 
+MIN_IMPOSTORS_PER_FMR = 10  # a threshold at FMR f rests on at least 10 / f impostor scores (>= 10 accepted)
+
+
+def min_impostors(fmr: float, factor: int = MIN_IMPOSTORS_PER_FMR) -> int:
+    """The fewest impostor scores a threshold at ``fmr`` may rest on: ``factor / fmr``.
+
+    With n impostors the threshold at FMR f is set by about n*f accepted impostors; at n = 1/f that
+    is one score, and the realised FMR of a fresh impostor set scatters widely around f.
+    """
+    if not 0 < fmr < 1:
+        raise VerificationError(f"fmr must lie in (0, 1), got {fmr}")
+    return int(math.ceil(factor / fmr - 1e-9))
+
+
+def realised_fmr(impostor_scores: np.ndarray, threshold: float) -> float:
+    """The share of ``impostor_scores`` at or above ``threshold`` (the FMR a threshold actually gives)."""
+    imp = np.asarray(impostor_scores, np.float64)
+    return float((imp >= threshold).mean()) if len(imp) else float("nan")
+
+
 def verification_rate(genuine_scores: np.ndarray, threshold: float) -> float:
     """Fraction of genuine (or attack) scores accepted at ``threshold``."""
     g = np.asarray(genuine_scores, np.float64)

@@ -1,0 +1,62 @@
+"""Intervals of probes.stats against what they must do: cover, and widen under dependence."""
+
+import numpy as np
+import pytest
+
+from probes.stats import bootstrap_mean, cluster_bootstrap_mean, wilson_interval
+
+
+def test_cluster_bootstrap_equals_plain_bootstrap_scale_for_singletons():
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=400)
+    mean, lo, hi, n, k = cluster_bootstrap_mean(v, np.arange(400), rng=0)
+    _, blo, bhi, _ = bootstrap_mean(v, n_boot=2000, rng=0)
+    assert (n, k) == (400, 400) and mean == pytest.approx(v.mean())
+    assert hi - lo == pytest.approx(bhi - blo, rel=0.15)
+
+
+def test_cluster_bootstrap_widens_when_people_repeat():
+    # 20 people, 50 comparisons each, all of one person's comparisons share its outcome:
+    # the effective sample is 20 people, so the interval must be far wider than Wilson's on 1,000 pairs.
+    rng = np.random.default_rng(2)
+    person_outcome = rng.random(20) < 0.5
+    people = np.repeat(np.arange(20), 50)
+    success = person_outcome[people].astype(float)
+    rate, lo, hi, n, k = cluster_bootstrap_mean(success, people, rng=0)
+    wlo, whi = wilson_interval(int(success.sum()), len(success))
+    assert (n, k) == (1000, 20)
+    assert (hi - lo) > 2.5 * (whi - wlo)
+    assert lo <= rate <= hi
+
+
+def test_cluster_bootstrap_coverage_on_clustered_data():
+    # Over repeated draws the 95% interval covers the true rate of a clustered process ~95% of the time.
+    rng = np.random.default_rng(3)
+    covered = 0
+    for trial in range(200):
+        p_person = rng.beta(2, 2, size=40)  # true mean 0.5
+        people = np.repeat(np.arange(40), 10)
+        outcomes = (rng.random(400) < p_person[people]).astype(float)
+        _, lo, hi, _, _ = cluster_bootstrap_mean(outcomes, people, n_boot=500, rng=trial)
+        covered += lo <= 0.5 <= hi
+    assert 0.88 <= covered / 200 <= 0.99
+
+
+def test_cluster_bootstrap_edge_cases():
+    assert np.isnan(cluster_bootstrap_mean([], [])[0])
+    mean, lo, hi, n, k = cluster_bootstrap_mean([1.0, 0.0, np.nan], ["a", "a", "b"])
+    assert (mean, n, k) == (0.5, 2, 1) and np.isnan(lo) and np.isnan(hi)
+    with pytest.raises(ValueError, match="differ in length"):
+        cluster_bootstrap_mean([1.0, 2.0], [0])
+
+
+def test_threshold_at_fmr_on_a_synthetic_impostor_set():
+    from probes.verification import min_impostors, realised_fmr, threshold_at_fmr
+
+    rng = np.random.default_rng(4)
+    impostors = rng.normal(size=100_000)
+    for fmr in (1e-2, 1e-3, 1e-4):
+        t = threshold_at_fmr(impostors, fmr)
+        assert realised_fmr(impostors, t) <= fmr  # never looser than stated
+        assert realised_fmr(impostors, np.nextafter(t, -np.inf)) > fmr  # and the tightest such threshold
+    assert min_impostors(1e-3) == 10_000 and min_impostors(1e-4) == 100_000
