@@ -37,8 +37,8 @@ class Module:
     inner: list[str] = field(default_factory=list)  # "line: target" of project imports inside functions
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -71,7 +71,7 @@ def _owner_package(name: str) -> str:
 
 def read_modules(root: Path = ROOT) -> dict[str, Module]:
     paths = [p for pkg in PACKAGES for p in sorted((root / pkg).rglob("*.py"))]
-    modules = {module_name(p): Module(module_name(p), p) for p in paths}
+    modules = {module_name(p, root): Module(module_name(p, root), p) for p in paths}
     known = set(modules)
     for module in modules.values():
         tree = ast.parse(module.path.read_text(), str(module.path))
