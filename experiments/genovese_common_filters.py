@@ -45,14 +45,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from decoders.aging import ipcgan
+from decoders.aging.blocks import images_to_unit
+from decoders.aging.classifier import load_age_classifier, train_age_classifier
 from decoders.aging.data import load_aging_faces, resize_faces
+from decoders.aging.identity import IdentityFeatures
 from decoders.aging.ipcgan import ConditionalInstanceNorm, IPCGANConfig, build_generator
-from decoders.aging.nets import (
-    IdentityFeatures,
-    images_to_unit,
-    load_age_classifier,
-    train_age_classifier,
-)
 from probes.datasets import load_lfw_people
 from probes.filters import FilterComparison, Network
 from probes.training.checkpoints import load_checkpoint, seed_everything

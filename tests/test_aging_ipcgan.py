@@ -14,7 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from decoders.aging import IPCGAN_GROUPS, AgingError, AgingModel
+from decoders.aging.blocks import condition_maps, ema_copy, lsgan_d_loss, lsgan_g_loss, update_ema
+from decoders.aging.classifier import AgeGroupClassifier, load_age_classifier, train_age_classifier
 from decoders.aging.data import AgingFaces
+from decoders.aging.identity import EmbeddingCache, IdentityFeatures
 from decoders.aging.ipcgan import (
     IPCGANConfig,
     IPCGANDiscriminator,
@@ -24,18 +27,6 @@ from decoders.aging.ipcgan import (
     load_ipcgan,
 )
 from decoders.aging.models import load_aging_model
-from decoders.aging.nets import (
-    AgeGroupClassifier,
-    EmbeddingCache,
-    IdentityFeatures,
-    condition_maps,
-    ema_copy,
-    load_age_classifier,
-    lsgan_d_loss,
-    lsgan_g_loss,
-    train_age_classifier,
-    update_ema,
-)
 from probes.training.checkpoints import CheckpointError, atomic_save, load_checkpoint, seed_everything
 from probes.training.data import ArrayData
 from probes.training.trainer import Trainer, TrainerSettings

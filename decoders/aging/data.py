@@ -65,6 +65,13 @@ class AgingFaces:
         return [self.subset(np.sort(part)) for part in np.split(order, cuts)]
 
 
+def first_faces(faces: AgingFaces | None, n: int) -> AgingFaces | None:
+    """The first ``n`` of ``faces`` (fewer when there are fewer); None for no or empty faces."""
+    if faces is None or not len(faces):
+        return None
+    return faces.subset(np.arange(min(n, len(faces))))
+
+
 def resize_faces(images: np.ndarray, size: int) -> np.ndarray:
     """N x H x W x 3 uint8 -> N x size x size x 3 uint8 (bicubic, clamped).
 
@@ -120,7 +127,6 @@ def load_aging_faces(groups: AgeGroups, image_size: int = 64, root: str | Path |
 
 def _cached_images(paths: list[str], size: int, cache_dir, progress: bool) -> np.ndarray:
     if cache_dir is None:
-
         cache_dir = cache_home() / "cache" / "aging-faces"
     cache = ArrayCache(cache_dir)
     meta = {"version": CACHE_VERSION, "size": size, "n": len(paths), "files": files_fingerprint(paths)}

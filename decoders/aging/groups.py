@@ -60,6 +60,15 @@ class AgeGroups:
                              f"0..{len(self) - 1} ({', '.join(self.labels)})")
         return values
 
+    def per_face(self, values, n: int, argument: str = "target") -> np.ndarray:
+        """:meth:`check`-ed group indices for ``n`` faces: one index is repeated, else exactly ``n`` are needed."""
+        values = self.check(values, argument)
+        if values.size == 1:
+            return np.repeat(values, n)
+        if values.size != n:
+            raise AgingError(f"{argument} must be one group index or one per image ({n}), got {values.size}")
+        return values
+
     def midpoints(self, oldest: float = 70.0) -> np.ndarray:
         """A representative age per group (the last, open group ends at ``oldest``)."""
         upper = list(self.lower[1:]) + [max(oldest, self.lower[-1] + 1)]
