@@ -23,7 +23,6 @@ from probes.cli import (
     add_data_root,
     add_max_images,
     add_runtime,
-    apply_runtime,
     make_parser,
     run_command,
 )
@@ -80,13 +79,6 @@ def train(args: argparse.Namespace) -> DecoderTrainingResult:
     return train_decoder(config, args.out, args.resume, args.overwrite, data_root=args.data_root,
                          device=args.device, cache_dir=cache_dir_option(args.cache_dir),
                          progress=not args.no_progress)
-
-
-def run(argv: Sequence[str] | None = None) -> dict:
-    """The command as a function: trains and returns the summary dict."""
-    args = build_parser().parse_args(argv)
-    apply_runtime(args)
-    return train(args).summary
 
 
 def train_and_report(args: argparse.Namespace) -> None:
