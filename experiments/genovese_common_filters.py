@@ -305,7 +305,7 @@ def main(argv=None) -> int:
         classifier_dir = aging_dir / "age_classifier"
         steps_aging = int(load_checkpoint(aging_dir / "checkpoints" / "latest.pt")["step"])
     else:
-        from decoders.aging.train import _parse_overrides
+        from decoders.aging.training import parse_overrides as _parse_overrides
 
         aging_dir = out / "aging"
         config = IPCGANConfig.from_dict({**IPCGANConfig().to_dict(), **_parse_overrides(args.set, IPCGANConfig)})

@@ -3,10 +3,10 @@
     python experiments/train_aging_gans.py --data-root ../shared/data --out runs/aging \
         [--models ipcgan agecgan] [--time-limit-min 16] [--resume]
 
-Each GAN trains with ``python -m decoders.aging.train MODEL`` into ``OUT/MODEL``
-(see that module for what a run folder holds); load a result with
-``decoders.aging.models.load_aging_model(OUT/MODEL)``. A GAN whose module is
-not registered in ``decoders.aging.models.MODELS`` is skipped with a note.
+Each GAN trains with :func:`decoders.aging.training.train_aging_gan` (what ``python -m
+decoders.aging.train MODEL`` runs) into ``OUT/MODEL`` (see that module for what a run folder
+holds); load a result with ``decoders.aging.models.load_aging_model(OUT/MODEL)``. A GAN whose
+module is not registered in ``decoders.aging.models.MODELS`` is skipped with a note.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from pathlib import Path
 import torch
 
 from decoders.aging.models import MODELS
-from decoders.aging.train import run
+from decoders.aging.training import config_for_run, train_aging_gan
 
-# CPU defaults per GAN beyond the CLI's own (--steps is a ceiling; --time-limit-min decides).
-MODEL_ARGS = {
-    "ipcgan": ["--steps", "20000", "--sample-every", "100", "--validate-every", "250"],
+# CPU settings per GAN beyond the library's defaults (steps is a ceiling; the time limit decides):
+# (run settings, GAN settings).
+MODEL_SETTINGS = {
+    "ipcgan": ({"steps": 20000, "sample_every": 100, "validate_every": 250}, {}),
     # 800 GAN steps, then 250 encoder steps: about 6 minutes on an idle 2-core CPU (18 under heavy load).
-    "agecgan": ["--batch-size", "32", "--steps", "1050", "--set", "gan_steps=800"],
+    "agecgan": ({"batch_size": 32, "steps": 1050}, {"gan_steps": 800}),
 }
 
 
@@ -45,13 +46,11 @@ def main(argv=None) -> int:
             print(f"{model}: not registered in decoders.aging.models.MODELS yet; skipped")
             continue
         out = Path(args.out) / model
-        argv_model = [model, "--out", str(out), "--time-limit-min", str(args.time_limit_min),
-                      "--device", args.device, *MODEL_ARGS.get(model, [])]
-        if args.data_root:
-            argv_model += ["--data-root", args.data_root]
-        if args.resume:
-            argv_model.append("--resume")
-        summary = run(argv_model)
+        settings, overrides = MODEL_SETTINGS.get(model, ({}, {}))
+        config = config_for_run(out, model, {"time_limit_min": args.time_limit_min, **settings}, overrides,
+                                resume=args.resume)
+        summary = train_aging_gan(config, out, resume=args.resume, data_root=args.data_root,
+                                  device=args.device).summary
         done[model] = summary
         print(f"{model}: {summary['step']} steps in {summary['train_time_s']} s; "
               f"checkpoint {summary['checkpoint']}; samples {summary['last_sample_grid']}")

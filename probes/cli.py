@@ -113,21 +113,23 @@ def apply_runtime(args: argparse.Namespace) -> None:
 
 
 def run_command(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], object],
-                argv: Sequence[str] | None = None) -> int:
+                argv: Sequence[str] | None = None, name: str | None = None) -> int:
     """Parse ``argv``, apply the runtime options, call ``run(args)``; map errors to exit codes.
 
-    A :class:`FaceprobeError` prints one line ``error: ...`` on stderr (no traceback) and returns 2,
-    a :class:`RunFailure` returns 1; argparse's own usage errors exit 2 as usual.
+    A :class:`FaceprobeError` prints one line ``error: ...`` (``NAME: error: ...`` when given a
+    ``name``) on stderr (no traceback) and returns 2, a :class:`RunFailure` returns 1; argparse's
+    own usage errors exit 2 as usual.
     """
     args = parser.parse_args(argv)
+    prefix = f"{name}: error:" if name else "error:"
     try:
         apply_runtime(args)
         run(args)
     except RunFailure as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{prefix} {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except FaceprobeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{prefix} {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
