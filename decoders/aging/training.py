@@ -3,7 +3,7 @@
 Faces come from UTKFace (``data_root`` or ``$FACEPROBE_DATA``) at the GAN's
 size (:func:`decoders.aging.data.load_aging_faces`), split by image into
 train / validation (``val_fraction``). When the GAN has an age loss, an
-:class:`~decoders.aging.nets.AgeGroupClassifier` is first trained on the
+:class:`~decoders.aging.classifier.AgeGroupClassifier` is first trained on the
 training faces into ``RUN/age_classifier/`` (or taken from the
 ``age_classifier`` checkpoint); its weights also go into every GAN checkpoint.
 Then the GAN trains with the shared :class:`~probes.training.Trainer`.
@@ -54,9 +54,10 @@ from ..run_settings import (
     saved_run_config,
     trainer_settings,
 )
+from .classifier import age_classifier_scores, load_age_classifier, train_age_classifier
 from .data import AgingFaces, load_aging_faces
+from .identity import IdentityFeatures
 from .models import gan_module
-from .nets import IdentityFeatures, age_classifier_scores, load_age_classifier, train_age_classifier
 
 RESULT_FILES = ("config.json", "log.csv", "val.csv", "summary.json")
 RESULT_DIRS = ("checkpoints", "samples", "age_classifier")
