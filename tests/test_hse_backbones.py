@@ -130,7 +130,7 @@ def test_changed_weight_file_is_refused(human_weights, tmp_path, monkeypatch):
     # the same graph with other weights loads by path, and its weights id says so
     other = create_backbone("mobileface", weights=folder / "mobileface.json")
     assert len(other.weights_id) == 64 and other.weights_id != create_backbone("mobileface").weights_id
-    from probes.backbones.__main__ import check_backbone
+    from probes.backbones.check import check_backbone
 
     assert not all(r.ok for r in check_backbone("mobileface", backbone=other, inputs=("synthetic-0",))
                    if r.ok is not None)
@@ -138,7 +138,7 @@ def test_changed_weight_file_is_refused(human_weights, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_self_check_passes_and_catches_a_wrong_crop(backbones, name, tmp_path):
-    from probes.backbones.__main__ import check_backbone
+    from probes.backbones.check import check_backbone
 
     backbone = backbones[name]
     rows = check_backbone(name, backbone=backbone)
@@ -194,7 +194,8 @@ def test_hse_age_readout_follows_the_authors_code(human_weights):
 
 
 def test_self_check_covers_dlib(faceapi_weights):
-    from probes.backbones.__main__ import check_backbone, main
+    from probes.backbones.__main__ import main
+    from probes.backbones.check import check_backbone
 
     backbone = create_backbone("dlib-resnet29")
     assert all(r.ok for r in check_backbone("dlib-resnet29", backbone=backbone) if r.ok is not None)

@@ -15,10 +15,16 @@ Command line: ``python -m probes.filters A B`` (``--help``). A network is a
 backbone registry name or ``package.module:function[=arg]`` imported at run
 time, so networks from outside :mod:`probes` (GAN generators) come in
 without this package importing them.
+
+Modules: :mod:`.layers` (weight layers, random twins), :mod:`.networks` (:class:`Network`,
+:func:`load_network`), :mod:`.pairing` (corresponding layers), :mod:`.matching` (Hungarian
+matching), :mod:`.cka`, :mod:`.compare` (:class:`FilterComparison`), :mod:`.result`
+(:class:`FilterResult`); ``__main__`` is the command.
 """
 
 from .cka import cka_matrix, linear_cka, normalised_gram
-from .compare import FilterComparison, FilterResult, LayerPairResult, chance_interval
+from .compare import FilterComparison
+from .layers import Layer, LayerMismatchError, NetworkSpecError
 from .matching import (
     FilterMatch,
     filter_similarity,
@@ -26,18 +32,11 @@ from .matching import (
     match_filters,
     normalise_filters,
 )
-from .networks import (
-    Layer,
-    LayerMismatchError,
-    Network,
-    NetworkSpecError,
-    as_network,
-    load_network,
-    pair_layers,
-    parse_pairs,
-)
+from .networks import Network, as_network, load_network
+from .pairing import PAIRINGS, pair_layers, parse_pairs
+from .result import FilterResult, LayerPairResult, chance_interval
 
-__all__ = ["FilterComparison", "FilterMatch", "FilterResult", "Layer", "LayerMismatchError", "LayerPairResult",
-           "Network", "NetworkSpecError", "as_network", "chance_interval", "cka_matrix", "filter_similarity",
-           "linear_cka", "live_filters", "load_network", "match_filters", "normalise_filters", "normalised_gram",
-           "pair_layers", "parse_pairs"]
+__all__ = ["PAIRINGS", "FilterComparison", "FilterMatch", "FilterResult", "Layer", "LayerMismatchError",
+           "LayerPairResult", "Network", "NetworkSpecError", "as_network", "chance_interval", "cka_matrix",
+           "filter_similarity", "linear_cka", "live_filters", "load_network", "match_filters", "normalise_filters",
+           "normalised_gram", "pair_layers", "parse_pairs"]

