@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zlib
 from collections.abc import Iterator, Sequence
@@ -26,6 +25,7 @@ from .datasets import FaceDataset
 from .errors import DatasetError, FaceprobeError, ImageError, UnknownNameError
 from .geometry import images_to_tensor
 from .nn import evaluating, recording
+from .outputs import atomic_write_bytes
 
 POOLS = ("avg", "max")
 _CACHE_VERSION = "faceprobe-capture-1"
@@ -188,17 +188,9 @@ class LayerCapture:
 
     def _save_cache(self, path: Path, result: dict[str, np.ndarray]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_name = None
-        try:
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".partial",
-                                             delete=False) as handle:
-                tmp_name = handle.name
-                np.savez(handle, layers=np.array(self.layers),
-                         **{f"layer_{i}": result[name] for i, name in enumerate(self.layers)})
-            os.replace(tmp_name, path)  # atomic: readers never see half a file
-        finally:
-            if tmp_name is not None and os.path.exists(tmp_name):
-                os.unlink(tmp_name)
+        arrays = {f"layer_{i}": result[name] for i, name in enumerate(self.layers)}
+        # atomic: readers never see half a file
+        atomic_write_bytes(path, lambda handle: np.savez(handle, layers=np.array(self.layers), **arrays))
 
     # ------------------------------------------------------------------ the verb
 
