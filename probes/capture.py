@@ -237,15 +237,20 @@ class LayerCapture:
 
 
 def embed_dataset(backbone: FaceBackbone, images, layout: str | None = None, batch_size: int = 64,
-                  progress: bool = True) -> np.ndarray:
+                  progress: bool = True, aligner=None) -> np.ndarray:
     """Final embeddings (N x D float32) of a FaceDataset (its layout) or a uint8 image array.
 
-    A dataset is read batch by batch, so only one batch of pixels is in memory.
+    A dataset is read batch by batch, so only one batch of pixels is in memory. With an
+    ``aligner`` (a :class:`probes.align.FaceAligner`) each batch is aligned first and its chips
+    are embedded.
     """
     n, layout, batches = _batches(images, layout, batch_size)
     out = np.empty((n, backbone.spec.embedding_size), np.float32)
     with tqdm(total=n, desc=f"embed {backbone.name}", unit="img", disable=not progress, leave=False) as bar:
         for start, stop, batch in batches:
-            out[start:stop] = backbone.embed(batch, layout, batch_size=batch_size)
+            if aligner is None:
+                out[start:stop] = backbone.embed(batch, layout, batch_size=batch_size)
+            else:
+                out[start:stop] = backbone.embed(aligner.align(batch, layout=layout), "chip", batch_size=batch_size)
             bar.update(stop - start)
     return out
