@@ -20,6 +20,9 @@ only when files are missing and ``download_if_missing=True``: then
 ``fetch_lfw_pairs(subset="test", funneled=False)`` downloads the archive and
 protocol files into ``data_home/lfw_home`` (a folder we are writing to anyway,
 so its joblib cache is harmless there).
+
+Modules: :mod:`.records` (FaceDataset, LFWPairs), :mod:`.roots` (the data root, seeded subsets),
+:mod:`.utkface`, :mod:`.lfw`, :mod:`.folder` (the loaders) and :mod:`.splits` (splits, load by name).
 """
 
 from .folder import load_folder
