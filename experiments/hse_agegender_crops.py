@@ -28,8 +28,11 @@ from tqdm import tqdm
 
 from probes.backbones.hse import HSE_AGE, HSE_SEX, HSE_SPEC
 from probes.backbones.registry import FaceBackbone
-from probes.datasets import load_utkface
+from probes.cli import add_data_root, add_seed, make_parser, run_command
+from probes.datasets import load_utkface, subsample_indices
+from probes.geometry import images_to_tensor
 from probes.labellers.hse import AGE_READOUTS, HSEAgeGenderLabeller
+from probes.outputs import atomic_write_bytes
 
 EDGE_PAD = 1.0  # edge padding adds this many image sides on each border
 
@@ -46,7 +49,7 @@ def tuning_draw(data_root, n_tune: int, seed: int, eval_n: int, eval_seed: int):
     rest = np.array([i for i, p in enumerate(everything.paths) if p.name not in held])
     if n_tune > len(rest):
         raise SystemExit(f"--n-tune {n_tune}: only {len(rest)} crops lie outside the evaluation draw")
-    return everything, np.sort(np.random.default_rng(seed).choice(rest, n_tune, replace=False))
+    return everything, rest[subsample_indices(len(rest), n_tune, seed)]
 
 
 def crops_to_try(scales, shifts, pads):
@@ -78,11 +81,11 @@ def run_crop(labeller: HSEAgeGenderLabeller, images: torch.Tensor, crop, pad: st
     return torch.cat(probs), torch.cat(p_male).numpy()
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", default=None, help="folder holding utkface/ (default: $FACEPROBE_DATA)")
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("hse_agegender_crops.py", __doc__)
+    add_data_root(parser)
     parser.add_argument("--n-tune", type=int, default=1500)
-    parser.add_argument("--seed", type=int, default=1)
+    add_seed(parser, default=1)
     parser.add_argument("--eval-n", type=int, default=1000, help="size of the evaluation draw kept out")
     parser.add_argument("--eval-seed", type=int, default=0)
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.1, 1.2, 1.3, 1.4, 1.5])
@@ -90,24 +93,31 @@ def main(argv=None) -> int:
     parser.add_argument("--pads", nargs="+", choices=("zeros", "edge"), default=["zeros", "edge"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="results/hse_agegender_crops.json")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    return parser
 
+
+def score_crop(labeller: HSEAgeGenderLabeller, images: torch.Tensor, crop, pad: str, age, sex) -> dict:
+    """Age MAE of both age read-outs and sex accuracy of ``labeller`` on ``images`` seen through ``crop``."""
+    probs, p_male = run_crop(labeller, images, crop, pad)
+    row = {}
+    for readout in AGE_READOUTS:
+        labeller.age_readout = readout
+        row[f"age_mae_{readout}"] = float(np.abs(labeller.read_age(probs).numpy() - age).mean())
+    labeller.age_readout = "top2"
+    row["sex_accuracy"] = float(((p_male < labeller.sex_threshold).astype(int) == sex).mean())
+    return row
+
+
+def run(args: argparse.Namespace) -> None:
     dataset, tune = tuning_draw(args.data_root, args.n_tune, args.seed, args.eval_n, args.eval_seed)
     age, sex = dataset.labels("age")[tune], dataset.labels("sex")[tune]
-    images = torch.from_numpy(np.stack(dataset.load_images(tune))).permute(0, 3, 1, 2).float().div_(255)
+    images = images_to_tensor(dataset.load_images(tune))
     labeller = HSEAgeGenderLabeller()
     rows = []
     configs = list(crops_to_try(args.scales, args.shifts, args.pads))
     for name, pad, crop in tqdm(configs, desc="crops", unit="crop"):
-        probs, p_male = run_crop(labeller, images, crop, pad)
         row = {"crop": name, "pad": pad, "box": [round(c, 4) for c in crop]}
-        for readout in AGE_READOUTS:
-            labeller.age_readout = readout
-            row[f"age_mae_{readout}"] = float(np.abs(labeller.read_age(probs).numpy() - age).mean())
-        labeller.age_readout = "top2"
-        row["sex_accuracy"] = float(((p_male < labeller.sex_threshold).astype(int) == sex).mean())
-        rows.append(row)
+        rows.append({**row, **score_crop(labeller, images, crop, pad, age, sex)})
 
     print(f"{len(tune)} tuning crops (seed {args.seed}) outside the {args.eval_n}-crop evaluation draw")
     print(f"{'crop':26s} {'pad':6s} {'MAE top2':>9s} {'MAE exp':>8s} {'sex':>6s}")
@@ -117,10 +127,14 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     command = "python experiments/hse_agegender_crops.py " + " ".join(sys.argv[1:])
-    out.write_text(json.dumps({"command": command, "n_tune": len(tune), "seed": args.seed,
-                               "weights_id": labeller.weights_id, "rows": rows}, indent=2))
+    record = {"command": command, "n_tune": len(tune), "seed": args.seed, "weights_id": labeller.weights_id,
+              "rows": rows}
+    atomic_write_bytes(out, lambda handle: handle.write(json.dumps(record, indent=2).encode()))
     print(f"written: {out}")
-    return 0
+
+
+def main(argv=None) -> int:
+    return run_command(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

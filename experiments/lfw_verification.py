@@ -13,35 +13,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from tqdm import tqdm
-
 from probes.align import FaceAligner
 from probes.backbones import create_backbone
-from probes.datasets import load_lfw_pairs
+from probes.capture import embed_dataset
+from probes.cli import add_data_root, make_parser, run_command
+from probes.datasets import LFWPairs, load_lfw_pairs
+from probes.outputs import atomic_write_bytes, provenance
 from probes.verification import pair_scores, ten_fold_accuracy
 
 
-def embed_pairs_images(backbone, dataset, align: str, batch_size: int, aligner=None) -> np.ndarray:
-    out = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc=f"{backbone.name} [{align}]", unit="batch"):
-        images = dataset.load_images(np.arange(start, min(start + batch_size, len(dataset))))
-        if align == "landmarks":
-            out.append(backbone.embed(aligner.align(images, layout=dataset.layout), layout="chip"))
-        else:
-            out.append(backbone.embed(images, layout=dataset.layout))
-    return np.concatenate(out)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-home", default=None, help="folder holding lfw_home/ (default: $FACEPROBE_DATA)")
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("lfw_verification.py", __doc__)
+    add_data_root(parser)
     parser.add_argument("--backbones", nargs="+", default=["dlib-resnet29"])
     parser.add_argument("--weights", nargs="*", default=[], metavar="NAME=PATH",
                         help="weight file for a backbone whose weights you bring")
@@ -49,38 +36,52 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="results/lfw_verification.json")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    weights = dict(item.split("=", 1) for item in args.weights)
+    return parser
 
-    pairs = load_lfw_pairs(args.data_home, subset="10_folds")
+
+def evaluate(pairs: LFWPairs, name: str, weights: str | None, aligns: list[str], batch_size: int) -> list[dict]:
+    """One result row per alignment of backbone ``name`` on the LFW ``pairs``."""
     dataset = pairs.dataset()
+    backbone = create_backbone(name, weights=weights)
     rows = []
-    for name in args.backbones:
-        backbone = create_backbone(name, weights=weights.get(name))
-        for align in args.align:
-            aligner = FaceAligner.for_backbone(backbone) if align == "landmarks" else None
-            t0 = time.time()
-            emb = embed_pairs_images(backbone, dataset, align, args.batch_size, aligner)
-            scores = pair_scores(emb[pairs.index_a], emb[pairs.index_b], backbone.spec.verification_metric)
-            result = ten_fold_accuracy(scores, pairs.same, pairs.fold)
-            rows.append({"backbone": name, "align": align, "metric": backbone.spec.verification_metric,
-                         "accuracy": result.accuracy, "std": result.std, "auc": result.auc,
-                         "fold_accuracies": list(result.fold_accuracies), "n_pairs": result.n_pairs,
-                         "n_images": len(dataset), "embedding_size": backbone.spec.embedding_size,
-                         "weights_id": backbone.weights_id, "seconds": round(time.time() - t0, 1)})
-    print(f"\nLFW official 10-fold protocol ({len(pairs)} pairs, {len(dataset)} images; shared copy is grayscale)")
+    for align in aligns:
+        aligner = FaceAligner.for_backbone(backbone) if align == "landmarks" else None
+        t0 = time.time()
+        emb = embed_dataset(backbone, dataset, batch_size=batch_size, aligner=aligner)
+        scores = pair_scores(emb[pairs.index_a], emb[pairs.index_b], backbone.spec.verification_metric)
+        result = ten_fold_accuracy(scores, pairs.same, pairs.fold)
+        rows.append({"backbone": name, "align": align, "metric": backbone.spec.verification_metric,
+                     "accuracy": result.accuracy, "std": result.std, "auc": result.auc,
+                     "fold_accuracies": list(result.fold_accuracies), "n_pairs": result.n_pairs,
+                     "n_images": len(dataset), "embedding_size": backbone.spec.embedding_size,
+                     "weights_id": backbone.weights_id, "seconds": round(time.time() - t0, 1)})
+    return rows
+
+
+def report(pairs: LFWPairs, rows: list[dict]) -> None:
+    print(f"\nLFW official 10-fold protocol ({len(pairs)} pairs, {len(pairs.unique_paths())} images; "
+          "shared copy is grayscale)")
     print(f"{'backbone':<24} {'align':<10} {'accuracy':>18} {'AUC':>8} {'dim':>5}")
     for r in rows:
         acc = f"{100 * r['accuracy']:.2f} +- {100 * r['std']:.2f}%"
         print(f"{r['backbone']:<24} {r['align']:<10} {acc:>18} {r['auc']:>8.4f} {r['embedding_size']:>5}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]),
-                               "torch": torch.__version__, "python": platform.python_version(),
-                               "results": rows}, indent=2))
-    print(f"wrote {out}")
-    return 0
+
+
+def main(argv=None) -> int:
+    def run(args: argparse.Namespace) -> None:
+        weights = dict(item.split("=", 1) for item in args.weights)
+        pairs = load_lfw_pairs(args.data_root, subset="10_folds")
+        rows = [row for name in args.backbones
+                for row in evaluate(pairs, name, weights.get(name), args.align, args.batch_size)]
+        report(pairs, rows)
+        record = {"command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]), **provenance(),
+                  "results": rows}
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, lambda handle: handle.write(json.dumps(record, indent=2).encode()))
+        print(f"wrote {out}")
+
+    return run_command(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

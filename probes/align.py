@@ -37,6 +37,7 @@ DETECTOR_DEFAULTS = {"input_size": 224, "pad": 0.5}
 SELECT_RULES = ("largest", "best", "centre")
 LANDMARK_INPUT = 112  # FaceLandmark68Net's input side: face crops are resampled to it once
 
+
 class FaceAligner:
     """Align faces to a five-point template with the 68-landmark net.
 
@@ -50,7 +51,6 @@ class FaceAligner:
             raise ValueError(f"template must be 5 x 2 points, got {self.template.shape}")
         self.size = (int(size[0]), int(size[1]))
         if landmarks is None:
-
             landmarks = LandmarkDetector()
         self.landmarks = landmarks
         self._detector = detector
@@ -67,7 +67,6 @@ class FaceAligner:
     def detector(self):
         """The face detector of :meth:`align_unaligned` (built on first use: see :data:`DETECTOR_DEFAULTS`)."""
         if self._detector is None:
-
             self._detector = FaceDetector(**DETECTOR_DEFAULTS)
         return self._detector
 
@@ -77,7 +76,6 @@ class FaceAligner:
 
     def align(self, images, layout: str, batch_size: int = 64) -> np.ndarray:
         """uint8 N x H x W x 3 faces -> uint8 N x size x 3 aligned chips."""
-
         x = images_to_tensor(images)
         if len(x) == 0:
             raise ImageError("empty batch: no images to align")
@@ -115,40 +113,42 @@ class FaceAligner:
             raise ValueError(f"box_scale must be positive, got {box_scale}")
         arrays, names = _image_list(images, names)
         all_boxes = self.detector.detect_batch(arrays, batch_size=batch_size)
-        missing = [i for i, b in enumerate(all_boxes) if len(b) == 0]
-        if missing and on_missing == "raise":
-            shown = ", ".join(_describe(i, names) for i in missing[:10])
-            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-            raise NoFaceError(f"no face detected in {len(missing)} of {len(arrays)} image(s): {shown}{more}",
-                              missing=[names[i] if names is not None else i for i in missing])
-        if missing:
-            warnings.warn(f"no face detected in {len(missing)} of {len(arrays)} image(s), skipped: "
-                          + ", ".join(_describe(i, names) for i in missing[:10]), stacklevel=2)
+        missing = _check_missing(all_boxes, names, on_missing)
         kept = np.asarray([i for i in range(len(arrays)) if len(all_boxes[i])], dtype=np.int64)
         boxes = np.stack([_choose(all_boxes[i], arrays[i].shape[:2], select) for i in kept]) if len(kept) \
             else np.zeros((0, 5))
-        points = np.zeros((len(kept), 68, 2), np.float32)
-        for start in range(0, len(kept), batch_size):
-            part = range(start, min(start + batch_size, len(kept)))
-            crops, origins, sides = zip(*(_square_crop(arrays[kept[j]], boxes[j], box_scale) for j in part))
+        points = self._frame_landmarks([arrays[i] for i in kept], boxes, box_scale, batch_size)
+        matrices = np.stack([similarity_transform(p, self.template) for p in five_points(points)]) if len(kept) \
+            else np.zeros((0, 2, 3))
+        chips = self._warp_frames([arrays[i] for i in kept], matrices, batch_size)
+        missing_names = [names[i] if names is not None else i for i in missing]
+        return DetectedFaces(chips, kept, np.asarray(missing, dtype=np.int64), missing_names, boxes, points, matrices)
+
+    def _frame_landmarks(self, frames: list[np.ndarray], boxes: np.ndarray, box_scale: float,
+                         batch_size: int) -> np.ndarray:
+        """(M, 68, 2) landmarks in frame pixels, found on a square crop around each frame's chosen box."""
+        points = np.zeros((len(frames), 68, 2), np.float32)
+        for start in range(0, len(frames), batch_size):
+            part = range(start, min(start + batch_size, len(frames)))
+            crops, origins, sides = zip(*(_square_crop(frames[j], boxes[j], box_scale) for j in part))
             found = self.landmarks.predict(torch.cat(crops), layout="chip", batch_size=batch_size)
             scale = np.asarray(sides, np.float32)[:, None, None] / LANDMARK_INPUT
             points[start:start + len(part)] = found * scale + np.asarray(origins, np.float32)[:, None, :]
-        matrices = np.stack([similarity_transform(p, self.template) for p in five_points(points)]) if len(kept) \
-            else np.zeros((0, 2, 3))
-        chips = np.zeros((len(kept), *self.size, 3), np.uint8)
-        by_shape: dict[tuple, list[int]] = {}
-        for j, i in enumerate(kept):
-            by_shape.setdefault(arrays[i].shape, []).append(j)
+        return points
 
+    def _warp_frames(self, frames: list[np.ndarray], matrices: np.ndarray, batch_size: int) -> np.ndarray:
+        """uint8 chips of ``frames`` warped by ``matrices``, batched among frames of one size."""
+        chips = np.zeros((len(frames), *self.size, 3), np.uint8)
+        by_shape: dict[tuple, list[int]] = {}
+        for j, frame in enumerate(frames):
+            by_shape.setdefault(frame.shape, []).append(j)
         for group in by_shape.values():
             for start in range(0, len(group), batch_size):
                 js = group[start:start + batch_size]
-                x = images_to_tensor(np.stack([arrays[kept[j]] for j in js]))
+                x = images_to_tensor(np.stack([frames[j] for j in js]))
                 warped = warp_affine(x, matrices[js], self.size)
                 chips[js] = (warped.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        missing_names = [names[i] if names is not None else i for i in missing]
-        return DetectedFaces(chips, kept, np.asarray(missing, dtype=np.int64), missing_names, boxes, points, matrices)
+        return chips
 
 
 @dataclass(frozen=True)
@@ -164,15 +164,25 @@ class DetectedFaces:
     matrices: np.ndarray  # (M, 2, 3) source pixels -> chip pixels
 
 
-def detect_and_align(images, backbone_or_template, size=None, detector=None, landmarks=None,
-                     select: str = "largest", on_missing: str = "raise", names=None,
-                     box_scale: float = 1.0, batch_size: int = 32) -> DetectedFaces:
+@dataclass(frozen=True)
+class DetectionOptions:
+    """How :func:`detect_and_align` picks and crops each image's face (see :meth:`FaceAligner.align_unaligned`):
+    the ``select`` rule, the ``box_scale`` of the landmark net's square and the ``batch_size``."""
+
+    select: str = "largest"
+    box_scale: float = 1.0
+    batch_size: int = 32
+
+
+def detect_and_align(images, backbone_or_template, size=None, detector=None, landmarks=None, *,
+                     on_missing: str = "raise", names=None, options: DetectionOptions | None = None) -> DetectedFaces:
     """Align faces in uncropped images onto a backbone's (or a given) five-point template.
 
     ``backbone_or_template``: a backbone or spec with ``align_template`` (its
     input size is used), or a 5 x 2 template in chip pixels with ``size`` =
     (H, W). ``result.chips`` are the aligned chips; see
-    :meth:`FaceAligner.align_unaligned` for the other arguments.
+    :meth:`FaceAligner.align_unaligned` for the other arguments (``options``
+    carries ``select``, ``box_scale`` and ``batch_size``).
     """
     if hasattr(backbone_or_template, "spec") or hasattr(backbone_or_template, "align_template"):
         aligner = FaceAligner.for_backbone(backbone_or_template, landmarks=landmarks, detector=detector)
@@ -182,13 +192,28 @@ def detect_and_align(images, backbone_or_template, size=None, detector=None, lan
         if size is None:
             raise ValueError("a bare template needs size=(H, W) of the chips")
         aligner = FaceAligner(backbone_or_template, size, landmarks=landmarks, detector=detector)
-    return aligner.align_unaligned(images, select=select, on_missing=on_missing, names=names,
-                                   box_scale=box_scale, batch_size=batch_size)
+    options = options or DetectionOptions()
+    return aligner.align_unaligned(images, select=options.select, on_missing=on_missing, names=names,
+                                   box_scale=options.box_scale, batch_size=options.batch_size)
+
+
+def _check_missing(all_boxes: list[np.ndarray], names, on_missing: str) -> list[int]:
+    """Positions of the images without a detection; raises :class:`NoFaceError` naming them, or warns."""
+    missing = [i for i, b in enumerate(all_boxes) if len(b) == 0]
+    if missing and on_missing == "raise":
+        shown = ", ".join(_describe(i, names) for i in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise NoFaceError(f"no face detected in {len(missing)} of {len(all_boxes)} image(s): {shown}{more}",
+                          missing=[names[i] if names is not None else i for i in missing])
+    if missing:
+        # stacklevel 3: the warning names the caller of align_unaligned
+        warnings.warn(f"no face detected in {len(missing)} of {len(all_boxes)} image(s), skipped: "
+                      + ", ".join(_describe(i, names) for i in missing[:10]), stacklevel=3)
+    return missing
 
 
 def _image_list(images, names) -> tuple[list[np.ndarray], list | None]:
     """Images as a list of H x W x 3 uint8 arrays, plus names for messages (paths when given)."""
-
     if isinstance(images, torch.Tensor):
         raise ImageError("detect_and_align takes uint8 H x W x 3 arrays or image paths, not tensors")
     if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim == 3):

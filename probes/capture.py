@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zlib
 from collections.abc import Iterator, Sequence
@@ -26,6 +25,7 @@ from .datasets import FaceDataset
 from .errors import DatasetError, FaceprobeError, ImageError, UnknownNameError
 from .geometry import images_to_tensor
 from .nn import evaluating, recording
+from .outputs import atomic_write_bytes
 
 POOLS = ("avg", "max")
 _CACHE_VERSION = "faceprobe-capture-1"
@@ -188,17 +188,9 @@ class LayerCapture:
 
     def _save_cache(self, path: Path, result: dict[str, np.ndarray]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_name = None
-        try:
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".partial",
-                                             delete=False) as handle:
-                tmp_name = handle.name
-                np.savez(handle, layers=np.array(self.layers),
-                         **{f"layer_{i}": result[name] for i, name in enumerate(self.layers)})
-            os.replace(tmp_name, path)  # atomic: readers never see half a file
-        finally:
-            if tmp_name is not None and os.path.exists(tmp_name):
-                os.unlink(tmp_name)
+        arrays = {f"layer_{i}": result[name] for i, name in enumerate(self.layers)}
+        # atomic: readers never see half a file
+        atomic_write_bytes(path, lambda handle: np.savez(handle, layers=np.array(self.layers), **arrays))
 
     # ------------------------------------------------------------------ the verb
 
@@ -245,15 +237,20 @@ class LayerCapture:
 
 
 def embed_dataset(backbone: FaceBackbone, images, layout: str | None = None, batch_size: int = 64,
-                  progress: bool = True) -> np.ndarray:
+                  progress: bool = True, aligner=None) -> np.ndarray:
     """Final embeddings (N x D float32) of a FaceDataset (its layout) or a uint8 image array.
 
-    A dataset is read batch by batch, so only one batch of pixels is in memory.
+    A dataset is read batch by batch, so only one batch of pixels is in memory. With an
+    ``aligner`` (a :class:`probes.align.FaceAligner`) each batch is aligned first and its chips
+    are embedded.
     """
     n, layout, batches = _batches(images, layout, batch_size)
     out = np.empty((n, backbone.spec.embedding_size), np.float32)
     with tqdm(total=n, desc=f"embed {backbone.name}", unit="img", disable=not progress, leave=False) as bar:
         for start, stop, batch in batches:
-            out[start:stop] = backbone.embed(batch, layout, batch_size=batch_size)
+            if aligner is None:
+                out[start:stop] = backbone.embed(batch, layout, batch_size=batch_size)
+            else:
+                out[start:stop] = backbone.embed(aligner.align(batch, layout=layout), "chip", batch_size=batch_size)
             bar.update(stop - start)
     return out

@@ -51,7 +51,6 @@ def read_lpips_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise WeightFileError(f"LPIPS checkpoint {path} does not exist")
     tree = load_numpy_pickle(path)
-
     flat: dict[str, np.ndarray] = {}
 
     def walk(node, prefix: str) -> None:
@@ -131,7 +130,6 @@ def _shared_lpips(net: str, device: str) -> nn.Module:
 
 def _as_image_tensor(images, name: str) -> torch.Tensor:
     if isinstance(images, np.ndarray):
-
         return images_to_tensor(images)  # uint8 H x W x 3 -> [0, 1]
     if not isinstance(images, torch.Tensor):
         raise ImageError(f"{name} must be a torch tensor N x 3 x H x W or a uint8 array, got {type(images).__name__}")
