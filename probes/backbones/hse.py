@@ -40,7 +40,7 @@ import torch
 from .. import weights as weight_store
 from ..errors import WeightFileError
 from ..geometry import ARCFACE_TEMPLATE_112
-from ..tfjs_graph import GraphModelFile, TFJSGraph, read_graph_model
+from ..tfjs_graph import GraphModelFile, TFJSGraph, param_key, read_graph_model
 from ..weight_files import load_named_tensors, read_torch_state
 from .registry import BackboneSpec, register_backbone
 
@@ -91,12 +91,12 @@ def random_init(graph: TFJSGraph, seed: int = 0) -> TFJSGraph:
     """
     generator = torch.Generator().manual_seed(seed)
     readers: dict[str, list[str]] = {}
-    for node in graph._nodes.values():
+    for node in graph.graph_nodes.values():
         for ref in node.inputs:
             readers.setdefault(ref, []).append(node.name)
     with torch.no_grad():
-        for node in graph._nodes.values():
-            key = node.name.replace(".", "·")
+        for node in graph.graph_nodes.values():
+            key = param_key(node.name)
             if node.op != "Const" or key not in graph.params:
                 continue
             param = graph.params[key]
@@ -104,9 +104,9 @@ def random_init(graph: TFJSGraph, seed: int = 0) -> TFJSGraph:
                 fan_in = int(np.prod(param.shape[1:])) if param.ndim == 4 else param.shape[0]
                 param.copy_(torch.randn(param.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
             elif param.numel() > 1:
-                ops = [graph._nodes[r] for r in readers.get(node.name, [])]
+                ops = [graph.graph_nodes[r] for r in readers.get(node.name, [])]
                 if any(op.op == "Mul" for op in ops):
-                    prelu = any(graph._nodes[i].op == "Minimum" for op in ops for i in op.inputs if i != node.name)
+                    prelu = any(graph.graph_nodes[i].op == "Minimum" for op in ops for i in op.inputs if i != node.name)
                     param.fill_(0.25 if prelu else 1.0)
                 else:
                     param.zero_()

@@ -102,6 +102,11 @@ class FaceBackbone(nn.Module):
         return self.spec.name
 
     @property
+    def device(self) -> torch.device:
+        """The device the network's buffers (and so its inputs) live on."""
+        return self._mean.device
+
+    @property
     def tap_layers(self) -> tuple[str, ...]:
         return self.spec.tap_layers
 

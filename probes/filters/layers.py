@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import FaceprobeError
-from ..tfjs_graph import TFJSGraph, node_attr
+from ..tfjs_graph import TFJSGraph, node_attr, param_key
 
 FILTER_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
                   nn.Linear)
@@ -89,14 +89,13 @@ def module_layers(module: nn.Module) -> list[tuple[Layer, nn.Module]]:
 
 def graph_layers(graph: TFJSGraph) -> list[tuple[Layer, str]]:
     """Filter constants of a TF.js graph, in file order, each with the first node that reads it."""
-    # TFJSGraph has no public accessor for a node's inputs; these are read-only uses.
     out, seen = [], set()
-    for node in graph._nodes.values():
+    for node in graph.graph_nodes.values():
         kind = GRAPH_FILTER_OPS.get(node.op)
         if kind is None or len(node.inputs) < 2:
             continue
         const = node.inputs[1]
-        key = const.replace(".", "·")
+        key = param_key(const)
         if const in seen or key not in graph.params:
             continue
         seen.add(const)

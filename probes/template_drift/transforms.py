@@ -44,7 +44,7 @@ def backbone_view(backbone: FaceBackbone, images, layout: str = "chip", batch_si
     layout ``"chip"`` gives the images' templates. Images whose face region is
     under half the input size raise :class:`ImageError` (as ``embed`` does).
     """
-    device = backbone._mean.device
+    device = backbone.device
     out = []
     for x in _image_batches(images, batch_size):
         if not torch.isfinite(x).all():
