@@ -126,10 +126,15 @@ class ExpressivityResult:
         needed; other files there are left alone); see :meth:`summary` for ``command`` and ``settings``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(folder / "results.csv", lambda h: h.write(self.table.to_csv(index=False).encode()))
+        write_table(folder / "results.csv", self.table)
         save_figure(self.figure(), folder / "expressivity.png", dpi=130)
         write_summary(folder / "results.json", self.summary(command, settings))
         return folder
+
+
+def write_table(path: Path, table: pd.DataFrame) -> None:
+    """``table`` as CSV (pandas' format, no index), written atomically."""
+    atomic_write_bytes(path, lambda h: h.write(table.to_csv(index=False).encode()))
 
 
 def write_summary(path: Path, summary: dict) -> None:
