@@ -8,8 +8,11 @@ returning one :class:`MIResult`:
 >>> result = MINE(random_state=0).estimate(features, ages)       # doctest: +SKIP
 >>> result.estimate, result.ci_low, result.ci_high, result.p_value  # doctest: +SKIP
 
-and the per-layer sweep of a face network (``python -m probes.expressivity``) as a library:
+The per-layer sweep of a face network (``python -m probes.expressivity``) is
+:class:`~probes.expressivity.pipeline.ExpressivitySweep` (not imported here: it loads the backbones,
+datasets and labellers):
 
+>>> from probes.expressivity.pipeline import ExpressivityConfig, ExpressivitySweep
 >>> result = ExpressivitySweep(ExpressivityConfig(dataset="utkface", max_images=500)).run()  # doctest: +SKIP
 >>> result.save("runs/expressivity")                                                         # doctest: +SKIP
 """
