@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ..cli import (
     add_backbone,
-    add_cache_dir,
     add_data_root,
     add_max_images,
     add_out,
@@ -52,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime(p, batch_size=64)
     p.add_argument("--jobs", type=int, default=-1,
                    help="worker processes for the estimates (-1: one per CPU core); results do not depend on it")
-    add_cache_dir(p, "captured features")
+    # Not add_cache_dir: LayerCapture caches only where told (no default folder, no 'none').
+    p.add_argument("--cache-dir", default=None, help="on-disk cache for captured features")
     add_out(p, required=False)
     return p
 
