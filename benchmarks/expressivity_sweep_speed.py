@@ -28,7 +28,8 @@ import torch
 from probes.backbones import create_backbone
 from probes.capture import LayerCapture
 from probes.datasets import load_lfw_people
-from probes.expressivity.sweep import AttributeLabels, collect_labels, expressivity_sweep
+from probes.expressivity.labels import AttributeLabels, collect_labels
+from probes.expressivity.sweep import expressivity_sweep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import load_average  # noqa: E402

@@ -13,17 +13,23 @@ one figure per backbone next to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import sys
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from probes.backbones import create_backbone
-from probes.capture import LayerCapture
-from probes.datasets import load_utkface
-from probes.expressivity.sweep import collect_labels, expressivity_sweep, plot_expressivity
+from probes.backbones import get_spec
+from probes.cli import add_data_root, add_max_images, add_seed, make_parser, run_command
+from probes.expressivity.figures import save_figure
+from probes.expressivity.pipeline import (
+    ExpressivityConfig,
+    ExpressivitySweep,
+    label_faces,
+    load_faces,
+    write_summary,
+    write_table,
+)
 
 ORDER = ("age", "sex", "yaw")
 
@@ -38,39 +44,40 @@ def ordering_verdict(final: pd.DataFrame) -> dict:
             "observed_order": " > ".join(sorted(values, key=values.get, reverse=True))}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", default=None)
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("experiments/dhar_reproduction.py", __doc__)
+    add_data_root(parser)
     parser.add_argument("--backbones", nargs="+", default=["dlib-resnet29", "hse-mobilenet-vggface2"])
-    parser.add_argument("--max-images", type=int, default=2000)
+    add_max_images(parser, default=2000)
     parser.add_argument("--estimators", nargs="+", default=["probe", "mine"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="results/dhar_reproduction")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    add_seed(parser)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    parser.add_argument("--out", default="results/dhar_reproduction",
+                        help="path prefix of the outputs: PREFIX.csv, PREFIX.json, PREFIX_BACKBONE.png")
+    return parser
 
-    faces = load_utkface(args.data_root, max_images=args.max_images, seed=args.seed)
-    labels = collect_labels(faces, ORDER)
+
+def run(args: argparse.Namespace) -> None:
+    # The whole network at full width (no projection), one worker: the sweep as first published here.
+    base = ExpressivityConfig(dataset="utkface", data_root=args.data_root, max_images=args.max_images,
+                              seed=args.seed, attributes=ORDER, estimators=tuple(args.estimators),
+                              seeds=(args.seed,), projection_dim=None, jobs=1)
+    faces = load_faces(base)
+    labels = label_faces(base, faces)  # once, for every backbone
     tables, verdicts = [], []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.backbones:
-        backbone = create_backbone(name)
-        layers = list(backbone.tap_layers)
-        features = LayerCapture(backbone, layers).capture(faces)
-        table = expressivity_sweep(features, labels, estimators=args.estimators, seeds=[args.seed],
-                                   layer_order=layers)
-        table.insert(0, "backbone", name)
+        result = ExpressivitySweep(dataclasses.replace(base, backbone=name)).run(faces, labels)
+        table = result.table.drop(columns="dataset")
         tables.append(table)
-        plot_expressivity(table, title=f"{name} on UTKFace (n={len(faces)})").savefig(
-            out.with_name(f"{out.name}_{name}.png"), dpi=120)
-        final_layer = backbone.spec.embedding_layer
+        save_figure(result.figure(f"{name} on UTKFace (n={len(faces)})"), out.with_name(f"{out.name}_{name}.png"),
+                    dpi=120)
+        final_layer = get_spec(name).embedding_layer
         for est in args.estimators:
             final = table[(table["layer"] == final_layer) & (table["estimator"] == est)]
             verdicts.append({"backbone": name, "layer": final_layer, "estimator": est, **ordering_verdict(final)})
-    table = pd.concat(tables, ignore_index=True)
-    table.to_csv(out.with_suffix(".csv"), index=False)
+    write_table(out.with_suffix(".csv"), pd.concat(tables, ignore_index=True))
     print(f"\nDhar et al.'s final-layer ordering Age > Sex > Yaw on UTKFace (n={len(faces)}; age, sex true; "
           f"yaw estimated by {labels['yaw'].source})")
     print(f"{'backbone':<24}{'layer':<16}{'estimator':<10}{'age':>7}{'sex':>7}{'yaw':>7}  order            holds?")
@@ -79,12 +86,15 @@ def main(argv=None) -> int:
         holds = "yes (CIs apart)" if v["holds_beyond_ci"] else ("yes (point)" if v["holds_point_estimates"] else "no")
         print(f"{v['backbone']:<24}{v['layer']:<16}{v['estimator']:<10}{e['age']:>7.3f}{e['sex']:>7.3f}"
               f"{e['yaw']:>7.3f}  {v['observed_order']:<17}{holds}")
-    out.with_suffix(".json").write_text(json.dumps({
+    write_summary(out.with_suffix(".json"), {
         "command": "python experiments/dhar_reproduction.py " + " ".join(sys.argv[1:]),
         "n_images": len(faces), "label_sources": {a: lab.source for a, lab in labels.items()},
-        "verdicts": verdicts}, indent=2))
+        "verdicts": verdicts})
     print(f"wrote {out.with_suffix('.csv')}, {out.with_suffix('.json')} and one figure per backbone")
-    return 0
+
+
+def main(argv=None) -> int:
+    return run_command(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -311,7 +311,7 @@ def test_many_classes_use_closed_form_lda_and_stay_below_entropy():
 def test_ridge_loo_matches_ridgecv_both_shapes():
     from sklearn.linear_model import RidgeCV
 
-    from probes.expressivity.estimators import ridge_loo
+    from probes.expressivity.ridge import ridge_loo
 
     rng = np.random.default_rng(0)
     alphas = np.logspace(-2, 5, 15)

@@ -10,12 +10,9 @@ from probes.backbones import create_backbone
 from probes.backbones.registry import FaceBackbone
 from probes.backbones.small_facenet import SPEC, SmallFaceNet
 from probes.errors import ImageError, WeightFileError
-from probes.expressivity.over_training import (
-    CheckpointSeriesError,
-    expressivity_over_training,
-    plot_expressivity_over_training,
-)
-from probes.expressivity.sweep import AttributeLabels
+from probes.expressivity.figures import plot_expressivity_over_training
+from probes.expressivity.labels import AttributeLabels
+from probes.expressivity.over_training import CheckpointSeriesError, expressivity_over_training
 from probes.training.checkpoints import FORMAT, CheckpointError, atomic_save
 from probes.training.identity import (
     face_chips,

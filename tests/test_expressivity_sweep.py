@@ -11,7 +11,10 @@ import pytest
 from probes.errors import UnknownNameError
 from probes.expressivity import EstimationError
 from probes.expressivity.__main__ import main
-from probes.expressivity.sweep import AttributeLabels, expressivity_sweep, make_estimator, plot_expressivity
+from probes.expressivity.estimators import make_estimator
+from probes.expressivity.figures import plot_expressivity
+from probes.expressivity.labels import AttributeLabels
+from probes.expressivity.sweep import expressivity_sweep
 
 FAST = {"probe": {"n_bootstrap": 50, "n_permutations": 20}}
 

@@ -7,18 +7,19 @@ returning one :class:`MIResult`:
 >>> from probes.expressivity import LinearProbe, MINE
 >>> result = MINE(random_state=0).estimate(features, ages)       # doctest: +SKIP
 >>> result.estimate, result.ci_low, result.ci_high, result.p_value  # doctest: +SKIP
+
+The per-layer sweep of a face network (``python -m probes.expressivity``) is
+:class:`~probes.expressivity.pipeline.ExpressivitySweep` (not imported here: it loads the backbones,
+datasets and labellers):
+
+>>> from probes.expressivity.pipeline import ExpressivityConfig, ExpressivitySweep
+>>> result = ExpressivitySweep(ExpressivityConfig(dataset="utkface", max_images=500)).run()  # doctest: +SKIP
+>>> result.save("runs/expressivity")                                                         # doctest: +SKIP
 """
 
-from .estimators import (
-           MINE,
-           NWJ,
-           SMILE,
-           InfoNCE,
-           LinearProbe,
-           MIEstimator,
-           NeuralMIEstimator,
-           ProbeBound,
-)
+from .base import MIEstimator
+from .linear_probe import LinearProbe, ProbeBound
+from .neural import MINE, NWJ, SMILE, InfoNCE, NeuralMIEstimator
 from .results import EstimationError, MIResult
 
 __all__ = ["MINE", "NWJ", "SMILE", "EstimationError", "InfoNCE", "LinearProbe", "MIEstimator", "MIResult",

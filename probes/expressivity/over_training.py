@@ -5,10 +5,11 @@ loss, what its last layers tell about identity rises while what they tell
 about age, sex and pose falls. :func:`expressivity_over_training` measures
 that curve: each checkpoint's layers are captured on the *same* images and
 swept against the *same* labels (collected once, with
-:func:`~probes.expressivity.sweep.collect_labels`) by
+:func:`~probes.expressivity.labels.collect_labels`) by
 :func:`~probes.expressivity.sweep.expressivity_sweep`, and the tables are
-stacked with a ``step`` column. :func:`plot_expressivity_over_training`
-draws expressivity against step, one line per attribute.
+stacked with a ``step`` column.
+:func:`~probes.expressivity.figures.plot_expressivity_over_training` draws
+expressivity against step, one line per attribute.
 
 >>> models = [(0, create_backbone("small-facenet", weights="run/checkpoints/step_0000000.pt")),
 ...           (500, create_backbone("small-facenet", weights="run/checkpoints/step_0000500.pt"))]  # doctest: +SKIP
@@ -18,8 +19,11 @@ draws expressivity against step, one line per attribute.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,7 +32,8 @@ from tqdm.auto import tqdm
 from ..backbones.registry import FaceBackbone
 from ..capture import LayerCapture
 from ..errors import FaceprobeError
-from .sweep import KNOWN_ATTRIBUTES, AttributeLabels, expressivity_sweep
+from .labels import AttributeLabels
+from .sweep import expressivity_sweep
 
 
 class CheckpointSeriesError(FaceprobeError, ValueError):
@@ -87,122 +92,69 @@ def check_checkpoint_series(models: Sequence[tuple[int, FaceBackbone]]) -> list[
     return sorted(((int(s), b) for s, b in models), key=lambda item: item[0])
 
 
+@dataclass(frozen=True)
+class OverTrainingSettings:
+    """How each checkpoint is captured (:class:`~probes.capture.LayerCapture`) and swept
+    (:func:`~probes.expressivity.sweep.expressivity_sweep`).
+
+    ``layers``: tap layers (default all of the architecture's); ``layout``: of the images (default the
+    dataset's, or ``"chip"`` for arrays).
+    """
+
+    estimators: Sequence[str] = ("probe",)
+    layers: Sequence[str] | str | None = None
+    seeds: Sequence[int] = (0,)
+    layout: str | None = None
+    pool: str = "avg"
+    projection_dim: int | None = None
+    batch_size: int = 64
+    estimator_params: Mapping[str, dict] | None = None
+    n_jobs: int = 1
+    cache_dir: str | Path | None = None
+    progress: bool = True
+
+
 def expressivity_over_training(models: Sequence[tuple[int, FaceBackbone]], images,
-                               labels: Mapping[str, AttributeLabels], estimators: Sequence[str] = ("probe",),
-                               layers: Sequence[str] | None = None, seeds: Sequence[int] = (0,),
-                               layout: str | None = None, pool: str = "avg", projection_dim: int | None = None,
-                               batch_size: int = 64, estimator_params: Mapping[str, dict] | None = None,
-                               n_jobs: int = 1, cache_dir=None, progress: bool = True) -> pd.DataFrame:
+                               labels: Mapping[str, AttributeLabels], settings: OverTrainingSettings | None = None,
+                               **overrides) -> pd.DataFrame:
     """Expressivity of every (layer, attribute) at every checkpoint; one tidy table.
 
     - ``models``: ``(step, FaceBackbone)`` pairs of one architecture (checked by
       :func:`check_checkpoint_series`; any order, sorted by step).
-    - ``images``: a FaceDataset or an N x H x W x 3 uint8 array (``layout``
-      defaults to the dataset's, or ``"chip"`` for arrays); every checkpoint
-      sees the same images, so the rows of ``labels`` line up with all of them.
+    - ``images``: a FaceDataset or an N x H x W x 3 uint8 array; every
+      checkpoint sees the same images, so the rows of ``labels`` line up with all of them.
     - ``labels``: ``{attribute: AttributeLabels}`` from
-      :func:`~probes.expressivity.sweep.collect_labels`, collected once.
-    - ``layers``: tap layers (default all of the architecture's); the other
-      arguments go to :class:`~probes.capture.LayerCapture` and
-      :func:`~probes.expressivity.sweep.expressivity_sweep`.
+      :func:`~probes.expressivity.labels.collect_labels`, collected once.
+    - ``settings`` (or its fields as keywords, e.g. ``layers=["embedding"]``,
+      ``progress=False``): see :class:`OverTrainingSettings`.
 
     Returns the sweep's columns plus ``step``, ``backbone`` and ``weights_id``:
     one row per (step, layer, attribute, estimator, seed), sorted by step.
     """
+    settings = dataclasses.replace(settings or OverTrainingSettings(), **overrides)
     series = check_checkpoint_series(models)
     if not labels:
         raise CheckpointSeriesError("labels is empty: collect them once with collect_labels(dataset, attributes)")
     first = series[0][1]
+    layers = settings.layers
     names = list(first.tap_layers if layers is None else ([layers] if isinstance(layers, str) else layers))
     for name in names:
         first.layer(name)  # unknown names fail before any work, listing the valid ones
     tables = []
-    bar = tqdm(series, desc="checkpoints", unit="ckpt", disable=not progress)
+    bar = tqdm(series, desc="checkpoints", unit="ckpt", disable=not settings.progress)
     for step, backbone in bar:
         bar.set_postfix(step=step)
         t0 = time.perf_counter()
-        capture = LayerCapture(backbone, names, pool=pool, projection_dim=projection_dim, batch_size=batch_size,
-                               cache_dir=cache_dir, progress=False)
-        features = capture.capture(images, layout)
+        capture = LayerCapture(backbone, names, pool=settings.pool, projection_dim=settings.projection_dim,
+                               batch_size=settings.batch_size, cache_dir=settings.cache_dir, progress=False)
+        features = capture.capture(images, settings.layout)
         capture_s = time.perf_counter() - t0
-        table = expressivity_sweep(features, labels, estimators=estimators, seeds=seeds, layer_order=names,
-                                   estimator_params=estimator_params, n_jobs=n_jobs, progress=False)
+        table = expressivity_sweep(features, labels, estimators=settings.estimators, seeds=settings.seeds,
+                                   layer_order=names, estimator_params=settings.estimator_params,
+                                   n_jobs=settings.n_jobs, progress=False)
         table.insert(0, "step", step)
         table.insert(1, "backbone", backbone.name)
         table.insert(2, "weights_id", backbone.weights_id)
         table["capture_s"] = capture_s
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
-
-
-def plot_expressivity_over_training(table: pd.DataFrame, layer: str | Sequence[str] | None = None,
-                                    estimator: str | None = None, normalise: bool = False,
-                                    xscale: str = "linear", title: str | None = None):
-    """Expressivity against training step, one line per attribute with its CI band.
-
-    ``layer``: one tap layer, several (one panel each) or None (every layer in
-    the table, one panel each, input to output). ``estimator``: which
-    estimator's rows (default the first in the table). Rows of several seeds
-    are averaged. ``normalise=True`` divides each (layer, attribute) curve and
-    its band by that curve's largest estimate, so attributes on very different
-    scales (identity vs sex) show their trends on one axis. ``xscale`` is a
-    matplotlib scale (``"linear"``, ``"symlog"``). Returns the Figure.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    if table.empty:
-        raise ValueError("the table is empty: nothing to plot")
-    missing = [c for c in ("step", "layer", "depth", "attribute", "estimator", "estimate", "ci_low", "ci_high")
-               if c not in table.columns]
-    if missing:
-        raise ValueError(f"table lacks column(s) {missing}; pass expressivity_over_training's output")
-    estimators = list(dict.fromkeys(table["estimator"]))
-    estimator = estimator or estimators[0]
-    if estimator not in estimators:
-        raise ValueError(f"no rows for estimator {estimator!r}; the table has {', '.join(estimators)}")
-    part = table[table["estimator"] == estimator]
-    ordered = list(part.drop_duplicates("layer").sort_values("depth")["layer"])
-    chosen = ordered if layer is None else ([layer] if isinstance(layer, str) else list(layer))
-    unknown = [name for name in chosen if name not in ordered]
-    if unknown:
-        raise ValueError(f"no rows for layer(s) {unknown}; the table has {', '.join(ordered)}")
-    attributes = list(dict.fromkeys(part["attribute"]))
-    # One colour per attribute name, whatever the table holds, so figures of several eval sets agree.
-    names = list(KNOWN_ATTRIBUTES) + [a for a in attributes if a not in KNOWN_ATTRIBUTES]
-    palette = dict(zip(names, sns.color_palette("colorblind", len(names))))
-    cols = min(4, len(chosen))
-    rows = -(-len(chosen) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 0.8, 3.4 * rows), squeeze=False, sharex=True,
-                             sharey=normalise)
-    mean = (part[part["layer"].isin(chosen)]
-            .groupby(["layer", "attribute", "step"], sort=True)[["estimate", "ci_low", "ci_high"]].mean()
-            .reset_index())
-    for ax, name in zip(axes.flat, chosen):
-        for attr in attributes:
-            line = mean[(mean["layer"] == name) & (mean["attribute"] == attr)].sort_values("step")
-            if line.empty:
-                continue
-            values = line[["estimate", "ci_low", "ci_high"]].to_numpy(dtype=np.float64)
-            if normalise:
-                peak = np.nanmax(values[:, 0])
-                values = values / peak if peak > 0 else np.full_like(values, np.nan)
-            ax.plot(line["step"], values[:, 0], marker="o", ms=3, label=attr, color=palette[attr])
-            ax.fill_between(line["step"], values[:, 1], values[:, 2], alpha=0.2, color=palette[attr])
-        ax.set_xscale(xscale)
-        ax.set_title(name, fontsize=9)
-        ax.grid(alpha=0.3)
-    for ax in axes.flat[len(chosen):]:
-        ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("training step")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("fraction of the curve's peak" if normalise else "I(layer; attribute) [nats]")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, title="attribute", loc="center right", fontsize=8)
-    fig.suptitle(title or f"expressivity over training ({estimator})", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1 - 0.8 / fig.get_figwidth() - 0.04, 1))
-    return fig

@@ -1,0 +1,149 @@
+"""Figures of expressivity: against depth (one network) and against training step (its checkpoints).
+
+matplotlib and seaborn are imported when a figure is drawn (the Agg backend unless one is set),
+so the estimators and the sweep do not load them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..outputs import atomic_write_bytes
+from .labels import KNOWN_ATTRIBUTES
+
+
+def plot_expressivity(table: pd.DataFrame, title: str | None = None):
+    """Expressivity against depth, one line per attribute with its CI band; one panel per estimator.
+
+    Returns the matplotlib Figure (nothing is shown or saved).
+    """
+    plt, sns = _pyplot()
+    if table.empty:
+        raise ValueError("the expressivity table is empty: nothing to plot")
+    estimators = list(dict.fromkeys(table["estimator"]))
+    attributes = list(dict.fromkeys(table["attribute"]))
+    palette = dict(zip(attributes, sns.color_palette("colorblind", len(attributes))))
+    layers = table.drop_duplicates("depth").sort_values("depth")
+    fig, axes = plt.subplots(1, len(estimators), figsize=(6.5 * len(estimators), 4.2), squeeze=False, sharey=False)
+    for ax, est in zip(axes[0], estimators):
+        part = table[table["estimator"] == est]
+        mean = part.groupby(["attribute", "depth"], sort=True)[["estimate", "ci_low", "ci_high"]].mean().reset_index()
+        for attr in attributes:
+            line = mean[mean["attribute"] == attr]
+            if line.empty:
+                continue
+            ax.plot(line["depth"], line["estimate"], marker="o", ms=3, label=attr, color=palette[attr])
+            ax.fill_between(line["depth"], line["ci_low"], line["ci_high"], alpha=0.2, color=palette[attr])
+        ax.set_xticks(layers["depth"])
+        ax.set_xticklabels(layers["layer"], rotation=60, ha="right", fontsize=7)
+        ax.set_xlabel("layer (input -> output)")
+        ax.set_ylabel("I(layer; attribute) [nats]")
+        ax.set_title(est)
+        ax.grid(alpha=0.3)
+        ax.legend(title="attribute", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_expressivity_over_training(table: pd.DataFrame, layer: str | Sequence[str] | None = None,
+                                    estimator: str | None = None, normalise: bool = False,
+                                    xscale: str = "linear", title: str | None = None):
+    """Expressivity against training step, one line per attribute with its CI band.
+
+    ``layer``: one tap layer, several (one panel each) or None (every layer in
+    the table, one panel each, input to output). ``estimator``: which
+    estimator's rows (default the first in the table). Rows of several seeds
+    are averaged. ``normalise=True`` divides each (layer, attribute) curve and
+    its band by that curve's largest estimate, so attributes on very different
+    scales (identity vs sex) show their trends on one axis. ``xscale`` is a
+    matplotlib scale (``"linear"``, ``"symlog"``). Returns the Figure.
+    """
+    plt, sns = _pyplot()
+    part, chosen, estimator = _over_training_rows(table, layer, estimator)
+    attributes = list(dict.fromkeys(part["attribute"]))
+    # One colour per attribute name, whatever the table holds, so figures of several eval sets agree.
+    names = list(KNOWN_ATTRIBUTES) + [a for a in attributes if a not in KNOWN_ATTRIBUTES]
+    palette = dict(zip(names, sns.color_palette("colorblind", len(names))))
+    cols = min(4, len(chosen))
+    rows = -(-len(chosen) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 0.8, 3.4 * rows), squeeze=False, sharex=True,
+                             sharey=normalise)
+    mean = (part[part["layer"].isin(chosen)]
+            .groupby(["layer", "attribute", "step"], sort=True)[["estimate", "ci_low", "ci_high"]].mean()
+            .reset_index())
+    for ax, name in zip(axes.flat, chosen):
+        for attr in attributes:
+            line = mean[(mean["layer"] == name) & (mean["attribute"] == attr)].sort_values("step")
+            if not line.empty:
+                _draw_curve(ax, line, normalise, label=attr, color=palette[attr])
+        ax.set_xscale(xscale)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(chosen):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("training step")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("fraction of the curve's peak" if normalise else "I(layer; attribute) [nats]")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="attribute", loc="center right", fontsize=8)
+    fig.suptitle(title or f"expressivity over training ({estimator})", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1 - 0.8 / fig.get_figwidth() - 0.04, 1))
+    return fig
+
+
+def _over_training_rows(table: pd.DataFrame, layer, estimator: str | None) -> tuple[pd.DataFrame, list[str], str]:
+    """The rows of ``estimator`` (default the table's first), the layers to draw, and the estimator."""
+    if table.empty:
+        raise ValueError("the table is empty: nothing to plot")
+    missing = [c for c in ("step", "layer", "depth", "attribute", "estimator", "estimate", "ci_low", "ci_high")
+               if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks column(s) {missing}; pass expressivity_over_training's output")
+    estimators = list(dict.fromkeys(table["estimator"]))
+    estimator = estimator or estimators[0]
+    if estimator not in estimators:
+        raise ValueError(f"no rows for estimator {estimator!r}; the table has {', '.join(estimators)}")
+    part = table[table["estimator"] == estimator]
+    ordered = list(part.drop_duplicates("layer").sort_values("depth")["layer"])
+    chosen = ordered if layer is None else ([layer] if isinstance(layer, str) else list(layer))
+    unknown = [name for name in chosen if name not in ordered]
+    if unknown:
+        raise ValueError(f"no rows for layer(s) {unknown}; the table has {', '.join(ordered)}")
+    return part, chosen, estimator
+
+
+def _draw_curve(ax, line: pd.DataFrame, normalise: bool, label: str, color) -> None:
+    """One attribute's estimate against step with its CI band (each divided by the curve's peak if asked)."""
+    values = line[["estimate", "ci_low", "ci_high"]].to_numpy(dtype=np.float64)
+    if normalise:
+        peak = np.nanmax(values[:, 0])
+        values = values / peak if peak > 0 else np.full_like(values, np.nan)
+    ax.plot(line["step"], values[:, 0], marker="o", ms=3, label=label, color=color)
+    ax.fill_between(line["step"], values[:, 1], values[:, 2], alpha=0.2, color=color)
+
+
+def save_figure(fig, path: str | Path, dpi: int) -> None:
+    """Write ``fig`` to ``path`` as a PNG, atomically, and close it."""
+    plt, _ = _pyplot()
+    try:
+        atomic_write_bytes(Path(path), lambda handle: fig.savefig(handle, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
+
+
+def _pyplot():
+    """(pyplot, seaborn), on the Agg backend unless one is set already."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    return plt, sns
