@@ -83,6 +83,7 @@ def load_backbone(spec, role: str, device: str) -> FaceBackbone:
 
 
 def load_labeller(spec, device: str) -> Labeller | None:
+    """A labeller by name (or as given); None stays None (the measurement is skipped)."""
     if spec is None:
         return None
     return create_labeller(spec, device=device) if isinstance(spec, str) else spec

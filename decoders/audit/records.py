@@ -54,6 +54,7 @@ def model_notes(model) -> list[str]:
 
 
 def frame_note(size: int, measure_size: int) -> str:
+    """The report's note on the measurement frame every image was read in."""
     return (f"Measurement frame: the GAN works on {size}x{size} faces. Face models refuse faces under half "
             f"their input size, so every image -- real inputs and aged outputs alike -- was brought up to "
             f"UTKFace's {measure_size}x{measure_size} frame by bicubic upsampling "
