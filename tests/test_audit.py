@@ -218,7 +218,7 @@ def test_invertible_models_are_inverted_once_and_source_groups_passed(tmp_path):
     assert len(model.calls) == 3 and [g for call in model.calls for g in call] == faces.group.tolist()
     assert np.array_equal(outputs[2], np.clip(faces.images.astype(int) + 20, 0, 255))
     # A run's held-out faces, as the GAN trainers record them.
-    from decoders.audit.sources import run_heldout
+    from decoders.audit.faces import run_heldout
 
     run = tmp_path / "run"
     (run / "gan" / "checkpoints").mkdir(parents=True)
@@ -275,7 +275,7 @@ def test_expressivity_and_decoder_tables(identity_result):
 
 
 def test_collapsed_reference_is_flagged_collapsed(audit, monkeypatch):
-    from decoders.audit import core
+    from decoders.audit import expressivity as core
 
     monkeypatch.setattr(core, "MIN_EXPRESSIVITY_FACES", 10)  # let 16 faces through to the sweep
     faces = make_faces(16, seed=1)

@@ -1,6 +1,9 @@
-"""The audit's figures (seaborn / matplotlib). Every function returns a Figure; nothing is shown or saved."""
+"""The audit's figures (seaborn / matplotlib). Every ``plot_*`` function returns a Figure; nothing is shown or
+saved (:func:`figure_png` renders one to PNG bytes)."""
 
 from __future__ import annotations
+
+import io
 
 import numpy as np
 import pandas as pd
@@ -17,6 +20,16 @@ def _plt():
 
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
     return plt, sns
+
+
+def figure_png(fig, dpi: int = 100) -> bytes:
+    """A matplotlib figure as PNG bytes; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def _role_names(result) -> dict[str, str]:

@@ -1,23 +1,20 @@
-"""The audit's outputs: one self-contained HTML report, ``results.json``, CSV tables and figure PNGs."""
+"""The audit's self-contained HTML report: figures and gallery images inlined as data URIs."""
 
 from __future__ import annotations
 
 import base64
 import html
-import io
-import json
 import math
-import re
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from probes.images import data_uri
-from probes.outputs import atomic_write_bytes
 
+from .figures import figure_png
 from .stats import format_ci
+from .views import breakdown_table, compact_json, headline_table, json_ready
 
 _CSS = """
 body{font-family:system-ui,-apple-system,sans-serif;margin:1.5em auto;max-width:1280px;color:#222;padding:0 1em}
@@ -37,45 +34,6 @@ td.recon{background:#f3f0fa !important}pre{background:#f6f6f6;padding:1em;overfl
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _clean(value):
-    """JSON-ready: NaN/inf -> None, numpy scalars -> Python, tuples -> lists, recursively."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def compact_json(obj) -> str:
-    """Indented JSON with lists of plain values kept on one line."""
-    text = json.dumps(obj, indent=1)
-    return re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    return _clean(frame.to_dict(orient="records"))
-
-
-def figure_png(fig, dpi: int = 100) -> bytes:
-    """A matplotlib figure as PNG bytes; the figure is closed."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def _esc(value) -> str:
@@ -100,94 +58,6 @@ def _fmt(value) -> str:
     if value is None:
         return ""
     return _esc(value)
-
-
-def _cell(row, percent: bool) -> str:
-    return f"{format_ci(row['value'], row['ci_low'], row['ci_high'], percent=percent, digits=2)} (n={int(row['n'])})"
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def headline_table(result) -> pd.DataFrame:
-    """One row per target: the key numbers (breakdown ``all``) as formatted strings."""
-    summary = result.tables["summary"]
-    overall = summary[summary["breakdown"] == "all"]
-    fmr = result.configuration["fmrs"][0]
-    backbones = result.configuration["backbones"]
-    diversity = result.flags["diversity"]["per_target"]
-    rows = []
-    for label in result.model["target_labels"]:
-        part = overall[overall["target_label"] == label]
-
-        def pick(metric, role=None, part=part):
-            sel = part[part["metric"] == metric]
-            if role is not None:
-                sel = sel[sel["role"] == role]
-            return sel.iloc[0] if len(sel) else None
-
-        row = {"target": label}
-        for role in ("train", "independent"):
-            name = backbones[role]["name"]
-            v = pick(f"verification_rate_fmr_{fmr:g}", role)
-            row[f"verified @FMR {fmr:g}, {name}"] = format_ci(v["value"], v["ci_low"], v["ci_high"], percent=True)
-            c = pick("identity_cosine", role)
-            row[f"cosine, {name}"] = format_ci(c["value"], c["ci_low"], c["ci_high"], digits=3)
-        judged = label not in result.flags["age_not_judged"]
-        for metric, title, percent in (("est_age_out", "est. age", False), ("age_group_hit", "in target group", True),
-                                       ("achieved_shift", "age shift (y)", False)):
-            v = pick(metric)
-            text = format_ci(v["value"], v["ci_low"], v["ci_high"], percent=percent, digits=1)
-            row[title] = text if judged else f"not judged ({text})"
-        v = pick("sex_flip")
-        row["sex flip"] = format_ci(v["value"], v["ci_low"], v["ci_high"], percent=True)
-        v = pick("abs_yaw_change")
-        row["|yaw change| (deg)"] = format_ci(v["value"], v["ci_low"], v["ci_high"], digits=1)
-        d = diversity.get(label, {})
-        row["LPIPS across inputs (x real)"] = (f"{d['lpips_across_inputs']:.3f} ({d['ratio_to_real']:.2f}x)"
-                                               + (" COLLAPSED" if d.get("collapsed") else "")) if d else "n/a"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def breakdown_table(result, metric: str, role: str | None = None, percent: bool = False) -> pd.DataFrame:
-    """Rows: breakdown levels (sex, race, source group, age gap); columns: targets; cells: value [CI] (n)."""
-    summary = result.tables["summary"]
-    part = summary[(summary["metric"] == metric) & (summary["breakdown"] != "all")]
-    if role is not None:
-        part = part[part["role"] == role]
-    if part.empty:
-        return pd.DataFrame()
-    part = part.assign(cell=[_cell(r, percent) for _, r in part.iterrows()],
-                       row=[f"{b}: {lv}" for b, lv in zip(part["breakdown"], part["level"])])
-    order = list(dict.fromkeys(part["row"]))
-    table = part.pivot_table(index="row", columns="target_label", values="cell", aggfunc="first")
-    table = table.reindex(order)[[t for t in result.model["target_labels"] if t in table.columns]]
-    table.index.name = "breakdown"
-    return table.fillna("")
-
-
-def results_dict(result) -> dict:
-    """Everything in ``results.json``."""
-    tables = result.tables
-    out = {
-        "title": f"Aging audit: {result.model['name']}",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": result.command, "model": result.model, "data": result.data,
-        "configuration": result.configuration, "flags": result.flags, "notes": result.notes,
-        "seconds": result.seconds, "headline": _records(headline_table(result)),
-        "thresholds": _records(tables["thresholds"]), "estimator_real": _records(tables["estimator_real"]),
-        "confusion": _records(tables["confusion"]), "confusion_real": _records(tables["confusion_real"]),
-        "diversity": _records(tables["diversity"]), "summary": _records(tables["summary"]),
-        "tables": {name: f"tables/{name}.csv" for name in tables},
-    }
-    for name in ("expressivity", "decoder"):
-        if name in tables:
-            out[name] = _records(tables[name])
-    return _clean(out)
-
-
-# --------------------------------------------------------------------------- HTML
 
 
 def _flags_html(result) -> str:
@@ -276,9 +146,22 @@ def render_report(result, figures: dict[str, bytes] | None = None) -> str:
         return (f"<img class='fig' alt='{_esc(name)} figure' "
                 f"src='data:image/png;base64,{base64.b64encode(figures[name]).decode('ascii')}'>")
 
-    cfg = result.configuration
-    fmr = cfg["fmrs"][0]
-    bb = cfg["backbones"]
+    parts = _opening(result)
+    for section in (_identity_section, _age_section, _attributes_section, _diversity_section,
+                    _expressivity_section):
+        parts += section(result, fig)
+    parts += _decoder_section(result)
+    parts += ["<h2>Gallery</h2>", _gallery_html(result)]
+    config = {"command": result.command, "model": result.model, "data": result.data,
+              "configuration": result.configuration, "seconds": result.seconds}
+    parts += ["<h2>Configuration and versions</h2>", f"<pre>{_esc(compact_json(json_ready(config)))}</pre>",
+              "</body></html>"]
+    return "\n".join(parts)
+
+
+def _opening(result) -> list[str]:
+    """Title, what was audited, the verdict flags, the per-target headline and the notes."""
+    bb = result.configuration["backbones"]
     title = f"Aging audit: {result.model['name']}"
     parts = [(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_esc(title)}</title>"
              f"<style>{_CSS}</style></head><body>"), f"<h1>{_esc(title)}</h1>",
@@ -292,94 +175,93 @@ def render_report(result, figures: dict[str, bytes] | None = None) -> str:
              "<h2>Per target</h2>", _table(headline_table(result)),
              "<p class='note'>All intervals are 95%: Wilson for rates, percentile bootstrap over faces for means.</p>"]
     parts += [f"<p class='note'>{_esc(n)}</p>" for n in result.notes]
+    return parts
 
-    # identity
+
+def _identity_section(result, fig) -> list[str]:
+    """Thresholds, identity figure, and verification rates by group for each face model."""
+    fmr = result.configuration["fmrs"][0]
+    bb = result.configuration["backbones"]
     thr = result.tables["thresholds"].copy()
     show = ["role", "backbone", "fmr", "describe", "source", "impostor_set", "n_impostors", "lfw_genuine_accept_rate",
             "utkface_impostor_accept_rate", "n_utkface_impostors"]
-    parts += ["<h2>Identity preservation</h2>",
-              ("<p>Each output is compared with its own input (both in the measurement frame) by each face model; "
-              "verified = the score passes the face model's threshold at the FMR. <i>utkface_impostor_accept_rate</i> "
-              "is how often two different audited real faces pass that threshold in this frame (the FMR actually "
-              "met on these faces).</p>"),
-              _table(thr[[c for c in show if c in thr.columns]]), fig("identity")]
+    parts = ["<h2>Identity preservation</h2>",
+             ("<p>Each output is compared with its own input (both in the measurement frame) by each face model; "
+             "verified = the score passes the face model's threshold at the FMR. <i>utkface_impostor_accept_rate</i> "
+             "is how often two different audited real faces pass that threshold in this frame (the FMR actually "
+             "met on these faces).</p>"),
+             _table(thr[[c for c in show if c in thr.columns]]), fig("identity")]
     for role in ("train", "independent"):
         table = breakdown_table(result, f"verification_rate_fmr_{fmr:g}", role, percent=True)
         kind = "GAN training" if role == "train" else "independent"
         parts += [f"<h3>Verification rate @ FMR {fmr:g}, {_esc(bb[role]['name'])} ({kind}) by group</h3>",
                   _table(table, index=True)]
+    return parts
 
-    # age
+
+def _age_section(result, fig) -> list[str]:
+    """How well the estimator reads real faces, the age figure, and age hits and shifts by group."""
+    cfg = result.configuration
     est = result.tables["estimator_real"].copy()
-    parts += ["<h2>Achieved age</h2>",
-              (f"<p>Estimator: {_esc(cfg['age_labeller']['name'])} (not the GAN's own age loss). First, how well it "
-              f"reads real faces of each group in this same frame; a target group whose real-face MAE exceeds "
-              f"{cfg['max_estimator_mae']:g} years (or has fewer than {cfg['min_real_faces']} real faces) is "
-              "<b>not judged</b>.</p>"), _table(est), fig("age")]
+    parts = ["<h2>Achieved age</h2>",
+             (f"<p>Estimator: {_esc(cfg['age_labeller']['name'])} (not the GAN's own age loss). First, how well it "
+             f"reads real faces of each group in this same frame; a target group whose real-face MAE exceeds "
+             f"{cfg['max_estimator_mae']:g} years (or has fewer than {cfg['min_real_faces']} real faces) is "
+             "<b>not judged</b>.</p>"), _table(est), fig("age")]
     for metric, percent, what in (("age_group_hit", True, "outputs estimated in the target group"),
                                   ("achieved_shift", False, "estimated age shift, output - input (years)")):
         parts += [f"<h3>{_esc(what)} by group</h3>",
                   _table(breakdown_table(result, metric, percent=percent), index=True)]
-
-    # attributes
-    parts += ["<h2>Attribute drift</h2>",
-              ("<p>Sex: the age labeller's estimate on input and output (flip = it changes); yaw: "
-              f"{_esc((cfg.get('pose_labeller') or {}).get('name', 'none'))} (an estimate).</p>"), fig("attributes"),
-              "<h3>Sex flip rate by group</h3>", _table(breakdown_table(result, "sex_flip", percent=True), index=True)]
-
-    # diversity
-    div = result.tables["diversity"]
-    parts += ["<h2>Diversity and collapse</h2>",
-              (f"<p>LPIPS ({_esc(cfg['lpips']['net'])}, v0.1) at the GAN's size between outputs of different inputs "
-               "for "
-              "the same target, between outputs of one input for different targets, and between each output and its "
-              "input, beside the same on real faces (for 'different targets' the real counterpart is pairs of real "
-              "faces from different age groups).</p>"), fig("diversity"), _table(div)]
-
-    if "expressivity" in result.tables:
-        table = result.tables["expressivity"]
-        wide = table.pivot_table(index=["depth", "layer"], columns=["attribute", "set"], values="estimate")
-        order = [(a, s) for a in dict.fromkeys(table["attribute"]) for s in ("original", "aged") if (a, s) in wide]
-        wide = wide[order]
-        wide.columns = [f"{a} ({s})" for a, s in wide.columns]
-        wide = wide.reset_index(level="depth", drop=True)
-        parts += ["<h2>What the face model sees</h2>",
-                  (f"<p>Expressivity I(layer; attribute) in nats ({_esc(table['estimator'].iloc[0])} estimator) of "
-                  f"{_esc(table['backbone'].iloc[0])}'s layers for original faces and for aged outputs (one per face, "
-                  "at a random target). Labels are estimated on each image by the same labellers.</p>"),
-                  fig("expressivity"), _table(wide, index=True)]
-    if "decoder" in result.tables:
-        d = cfg["decoder"]
-        wide = result.tables["decoder"].assign(
-            cell=lambda f: [format_ci(m, lo, hi, digits=3) for m, lo, hi in zip(f["mean"], f["ci_low"], f["ci_high"])])
-        wide = wide.pivot_table(index="quantity", columns="target_label", values="cell", aggfunc="first")
-        wide = wide[[t for t in result.model["target_labels"] if t in wide.columns]]
-        parts += ["<h3>Decoder reconstructions of templates</h3>",
-                  (f"<p>Decoder {_esc(d['checkpoint'])} (step {d['step']}, trained on {_esc(d['training_data'])} "
-                  f"templates of {_esc(d['backbone'])}), {d['n_faces']} faces. A template is decoded to a "
-                  f"{d['image_size']} px face; the age labeller reads it as a 'chip'. Comparing recon(aged) with "
-                  "recon(input) shows how much of the aging the template carries.</p>"), _table(wide, index=True)]
-
-    parts += ["<h2>Gallery</h2>", _gallery_html(result)]
-    config = {"command": result.command, "model": result.model, "data": result.data, "configuration": cfg,
-              "seconds": result.seconds}
-    parts += ["<h2>Configuration and versions</h2>", f"<pre>{_esc(compact_json(_clean(config)))}</pre>",
-              "</body></html>"]
-    return "\n".join(parts)
+    return parts
 
 
-def write_outputs(result, folder: Path) -> None:
-    """``report.html``, ``results.json``, ``tables/*.csv``, ``figures/*.png`` into ``folder``."""
-    folder = Path(folder)
-    figures = {name: figure_png(fig) for name, fig in result.figures().items()}
-    (folder / "figures").mkdir(exist_ok=True)
-    for name, data in figures.items():
-        atomic_write_bytes(folder / "figures" / f"{name}.png", lambda h, d=data: h.write(d))
-    (folder / "tables").mkdir(exist_ok=True)
-    for name, table in result.tables.items():
-        text = table.to_csv(index=False).encode()
-        atomic_write_bytes(folder / "tables" / f"{name}.csv", lambda h, d=text: h.write(d))
-    report = render_report(result, figures).encode("utf-8")
-    atomic_write_bytes(folder / "report.html", lambda h: h.write(report))
-    payload = json.dumps(results_dict(result), indent=1).encode()
-    atomic_write_bytes(folder / "results.json", lambda h: h.write(payload))
+def _attributes_section(result, fig) -> list[str]:
+    """Sex flips and yaw changes."""
+    pose = (result.configuration.get("pose_labeller") or {}).get("name", "none")
+    return ["<h2>Attribute drift</h2>",
+            ("<p>Sex: the age labeller's estimate on input and output (flip = it changes); yaw: "
+             f"{_esc(pose)} (an estimate).</p>"), fig("attributes"),
+            "<h3>Sex flip rate by group</h3>", _table(breakdown_table(result, "sex_flip", percent=True), index=True)]
+
+
+def _diversity_section(result, fig) -> list[str]:
+    """LPIPS of outputs beside real faces."""
+    net = result.configuration["lpips"]["net"]
+    return ["<h2>Diversity and collapse</h2>",
+            (f"<p>LPIPS ({_esc(net)}, v0.1) at the GAN's size between outputs of different inputs for "
+             "the same target, between outputs of one input for different targets, and between each output and its "
+             "input, beside the same on real faces (for 'different targets' the real counterpart is pairs of real "
+             "faces from different age groups).</p>"), fig("diversity"), _table(result.tables["diversity"])]
+
+
+def _expressivity_section(result, fig) -> list[str]:
+    """The expressivity sweep, originals beside aged outputs (when measured)."""
+    if "expressivity" not in result.tables:
+        return []
+    table = result.tables["expressivity"]
+    wide = table.pivot_table(index=["depth", "layer"], columns=["attribute", "set"], values="estimate")
+    order = [(a, s) for a in dict.fromkeys(table["attribute"]) for s in ("original", "aged") if (a, s) in wide]
+    wide = wide[order]
+    wide.columns = [f"{a} ({s})" for a, s in wide.columns]
+    wide = wide.reset_index(level="depth", drop=True)
+    return ["<h2>What the face model sees</h2>",
+            (f"<p>Expressivity I(layer; attribute) in nats ({_esc(table['estimator'].iloc[0])} estimator) of "
+             f"{_esc(table['backbone'].iloc[0])}'s layers for original faces and for aged outputs (one per face, "
+             "at a random target). Labels are estimated on each image by the same labellers.</p>"),
+            fig("expressivity"), _table(wide, index=True)]
+
+
+def _decoder_section(result) -> list[str]:
+    """The decoder's reconstructions of original and aged templates (when measured)."""
+    if "decoder" not in result.tables:
+        return []
+    d = result.configuration["decoder"]
+    wide = result.tables["decoder"].assign(
+        cell=lambda f: [format_ci(m, lo, hi, digits=3) for m, lo, hi in zip(f["mean"], f["ci_low"], f["ci_high"])])
+    wide = wide.pivot_table(index="quantity", columns="target_label", values="cell", aggfunc="first")
+    wide = wide[[t for t in result.model["target_labels"] if t in wide.columns]]
+    return ["<h3>Decoder reconstructions of templates</h3>",
+            (f"<p>Decoder {_esc(d['checkpoint'])} (step {d['step']}, trained on {_esc(d['training_data'])} "
+             f"templates of {_esc(d['backbone'])}), {d['n_faces']} faces. A template is decoded to a "
+             f"{d['image_size']} px face; the age labeller reads it as a 'chip'. Comparing recon(aged) with "
+             "recon(input) shows how much of the aging the template carries.</p>"), _table(wide, index=True)]

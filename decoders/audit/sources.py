@@ -1,25 +1,26 @@
 """Where the aged faces come from: a GAN checkpoint, a Python callable, or a folder of images.
 
-:func:`load_generator` resolves ``--generator`` (a checkpoint path, ``module:function``
-or a reference name); :class:`FolderAging` serves pre-aged images listed in a CSV;
-:func:`check_output` refuses outputs of the wrong shape, dtype or range with the
-generator and the target named.
+:class:`AgingSource` is what the command names; :func:`load_generator` resolves ``--generator``
+(a checkpoint path, ``module:function`` or a reference name); :class:`FolderAging` serves
+pre-aged images listed in a CSV; :func:`check_output` refuses outputs of the wrong shape,
+dtype or range with the generator and the target named.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib
+import dataclasses
 import inspect
-import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from probes.errors import DatasetError, FaceprobeError
+from probes.errors import FaceprobeError
 from probes.images import load_image
+from probes.resolve import is_object_spec, parse_object_spec, resolve_object
 
-from ..aging.data import AgingFaces
 from ..aging.groups import (
     AGECGAN_GROUPS,
     IPCGAN_GROUPS,
@@ -63,6 +64,85 @@ def check_model(model, source: str, groups: AgeGroups | None = None) -> AgingMod
     return model
 
 
+@dataclass(frozen=True)
+class AgingSource:
+    """What to audit: exactly one of ``generator`` (a checkpoint, ``module:function`` or a reference name,
+    see :func:`load_generator`) and ``aged_folder`` with ``aged_csv`` (:class:`FolderAging`).
+
+    ``groups`` and ``image_size`` are needed by plain functions and folders; ``name`` names a folder;
+    ``inversion_steps`` overrides the optimisation steps of GANs that invert faces (Age-cGAN).
+    """
+
+    generator: str | None = None
+    aged_folder: str | Path | None = None
+    aged_csv: str | Path | None = None
+    groups: str | AgeGroups | None = None
+    image_size: int | None = None
+    name: str | None = None
+    inversion_steps: int | None = None
+    device: str = "cpu"
+
+    def load(self) -> AgingModel:
+        """The aging model (AuditError names the flag at fault; a checkpoint's own errors pass through)."""
+        if bool(self.generator) == bool(self.aged_folder):
+            raise AuditError("give exactly one of --generator and --aged-folder")
+        if bool(self.aged_folder) != bool(self.aged_csv):
+            raise AuditError("--aged-folder and --aged-csv go together")
+        groups = groups_by_name(self.groups)
+        if self.aged_folder:
+            model = FolderAging(self.aged_folder, self.aged_csv, groups, self.image_size, name=self.name)
+        else:
+            model = load_generator(self.generator, groups, self.image_size, device=self.device)
+        if self.inversion_steps is not None:
+            set_inversion_steps(model, self.inversion_steps)
+        return model
+
+
+def set_inversion_steps(model, steps: int) -> None:
+    """Set the optimisation steps per face of a GAN that inverts faces (its ``inversion`` dataclass)."""
+    inversion = getattr(model, "inversion", None)
+    if inversion is None or not dataclasses.is_dataclass(inversion) or not hasattr(inversion, "steps"):
+        raise AuditError(f"--inversion-steps: {getattr(model, 'name', type(model).__name__)} has no inversion "
+                         "settings (only GANs that invert faces by optimisation, e.g. Age-cGAN)")
+    if steps < 0:
+        raise AuditError(f"--inversion-steps must be >= 0, got {steps}")
+    model.inversion = dataclasses.replace(inversion, steps=steps)
+
+
+def target_indices(values: Sequence[str] | None, groups: AgeGroups, argument: str = "--targets") -> list[int] | None:
+    """Target groups given as text (each value an index or a label of ``groups``, or comma-separated ones)
+    as group indices; None when none are given."""
+    if not values:
+        return None
+    out = []
+    for value in values:
+        for item in str(value).split(","):
+            item = item.strip()
+            if not item:
+                continue
+            if item in groups.labels:
+                out.append(groups.labels.index(item))
+                continue
+            try:
+                number = int(item)
+            except ValueError:
+                raise AuditError(f"{argument} {item!r} is neither a group index nor a label of {groups.name} "
+                                 f"({', '.join(groups.labels)})") from None
+            out.append(number)
+    return groups.check(out, argument=argument).tolist()
+
+
+def chosen_targets(values: Sequence[str] | None, model: AgingModel) -> list[int] | None:
+    """:func:`target_indices` of the model's groups; without any, a folder's targets listed for every source,
+    else None (every group)."""
+    targets = target_indices(values, model.groups)
+    if isinstance(model, FolderAging) and targets is None:
+        targets = model.targets()
+        if not targets:
+            raise AuditError(f"--aged-csv {model.csv_as_given}: no target group is listed for every source")
+    return targets
+
+
 def load_generator(spec: str, groups: str | AgeGroups | None = None, image_size: int | None = None,
                    device: str = "cpu") -> AgingModel:
     """The aging model ``spec`` names.
@@ -87,20 +167,14 @@ def load_generator(spec: str, groups: str | AgeGroups | None = None, image_size:
     if spec in REFERENCES:
         size = _need_size(spec, groups, image_size)
         return FunctionAging(REFERENCES[spec], groups, size, name=spec)
-    if ":" not in str(spec):
+    if not is_object_spec(str(spec)):
         raise AuditError(f"--generator {spec!r} is neither an existing checkpoint, nor module:function, nor a "
                          f"reference ({', '.join(REFERENCES)})")
-    module_name, _, attribute = str(spec).partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise AuditError(f"--generator {spec}: cannot import module {module_name!r}: {exc}") from exc
-    try:
-        obj = module
-        for part in attribute.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise AuditError(f"--generator {spec}: module {module_name!r} has no attribute {attribute!r}") from None
+    parsed = parse_object_spec(str(spec), AuditError, what="--generator")
+    if parsed.arg is not None:
+        raise AuditError(f"--generator {spec!r}: an aging model takes no '=argument'")
+    obj = resolve_object(parsed, AuditError, what="--generator")
+    attribute = parsed.attribute
     source = f"--generator {spec}"
     if isinstance(obj, AgingModel) and not inspect.isclass(obj):
         return check_model(obj, source, groups)
@@ -161,6 +235,7 @@ class FolderAging:
                  name: str | None = None):
         self.folder = Path(folder).expanduser()
         self.csv_path = Path(csv_path).expanduser()
+        self.csv_as_given = str(csv_path)  # as the user named it, for records
         if not self.folder.is_dir():
             raise AuditError(f"--aged-folder {self.folder} is not a folder")
         if not self.csv_path.is_file():
@@ -274,76 +349,3 @@ def check_output(output, expected_shape: tuple[int, ...], source: str, target_la
         raise AgingError(f"{where} returned shape {array.shape} for inputs of shape {tuple(expected_shape)}; "
                          "outputs must be N x H x W x 3, the inputs' shape")
     return array
-
-
-def select_faces(faces: AgingFaces, holdout: float = 0.1, split_seed: int = 0, max_images: int | None = None,
-                 seed: int = 0, sources: set[str] | None = None, how: str | None = None) -> tuple[AgingFaces, dict]:
-    """The audited faces and a record of how they were chosen.
-
-    ``sources`` (file names) keeps only those faces (a folder of pre-aged
-    images, a run's listed validation faces); otherwise the ``holdout`` part of ``faces.split((1 - holdout,
-    holdout), split_seed)`` (0 = all faces). Then ``max_images`` of them,
-    drawn with ``seed``.
-    """
-    if len(faces) == 0:
-        raise DatasetError("no faces to audit (the dataset is empty)")
-    record = {"n_available": len(faces)}
-    if sources is not None:
-        keep = [i for i, p in enumerate(faces.paths) if Path(p).name in sources]
-        if not keep:
-            raise AuditError(f"no face of {how or 'the given sources'} matches a UTKFace face in the "
-                             f"{faces.groups.name} groups (e.g. {sorted(sources)[:2]})")
-        faces = faces.subset(np.asarray(keep))
-        record["selection"] = how or "the given sources"
-        record["n_sources_not_found"] = len(sources) - len(keep)
-    elif holdout > 0:
-        if not 0 < holdout < 1:
-            raise AuditError(f"--holdout must lie in [0, 1), got {holdout}")
-        faces = faces.split((1 - holdout, holdout), seed=split_seed)[1]
-        record["selection"] = how or f"held-out {holdout:g} of a seed-{split_seed} split (AgingFaces.split)"
-    else:
-        record["selection"] = "all faces in the groups"
-    if max_images is not None:
-        if max_images < 1:
-            raise AuditError(f"--max-images must be positive, got {max_images}")
-        if max_images < len(faces):
-            faces = faces.subset(np.sort(np.random.default_rng(seed).choice(len(faces), max_images, replace=False)))
-            record["subsample"] = f"{max_images} drawn with seed {seed}"
-    if len(faces) == 0:
-        raise DatasetError("no faces left to audit after the held-out split; lower --holdout or add faces")
-    record["n"] = len(faces)
-    return faces, record
-
-
-def run_heldout(checkpoint: str | Path) -> dict | None:
-    """How a GAN run held faces out of training, read from its ``config.json`` (None when not recorded).
-
-    Returns ``{"sources": file names, "how": ...}`` when the run lists its
-    validation faces, or ``{"val_fraction", "seed", "max_images",
-    "max_images_seed", "how"}`` when it records the split that chose them.
-    """
-    path = Path(checkpoint).expanduser().absolute()
-    folders = ([path] if path.is_dir() else []) + list(path.parents)[:3]
-    for folder in folders:
-        config = folder / "config.json"
-        if not config.is_file():
-            continue
-        try:
-            record = json.loads(config.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(record, dict):
-            continue
-        data = record.get("data") or {}
-        if isinstance(data.get("val_paths"), list) and data["val_paths"]:
-            return {"sources": {Path(p).name for p in data["val_paths"]},
-                    "how": f"the run's validation faces listed in {config}"}
-        settings = record.get("cli") or record.get("settings") or {}
-        if isinstance(settings, dict) and settings.get("val_fraction"):
-            seed = int(settings.get("split_seed", settings.get("seed", 0)) or 0)
-            return {"val_fraction": float(settings["val_fraction"]), "seed": seed,
-                    "max_images": settings.get("max_images"),
-                    "max_images_seed": int(settings.get("split_seed", settings.get("seed", 0)) or 0),
-                    "how": f"the run's validation split recorded in {config} (val_fraction "
-                           f"{settings['val_fraction']}, seed {seed})"}
-    return None

@@ -1,6 +1,6 @@
 """Rates and means with 95% intervals, broken down by target and by face attributes.
 
-Rates get a Wilson score interval (:func:`decoders.evaluate.wilson_interval`),
+Rates get a Wilson score interval (:func:`probes.stats.rate`),
 means a percentile bootstrap over faces. :func:`summarise` turns a tidy
 per-output table into one long table: metric x target x breakdown level.
 """
