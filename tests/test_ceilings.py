@@ -52,3 +52,29 @@ def test_exact_negatives_weight_classes_by_their_share():
 def test_cap_at_ceiling_flags_only_when_it_binds():
     assert cap_at_ceiling(0.5, 0.4, 0.6, 1.0) == (0.5, 0.4, 0.6, False)
     assert cap_at_ceiling(1.2, 0.9, 1.5, 1.0) == (1.0, 0.9, 1.0, True)
+
+
+def test_mine_on_80_and_158_classes_stays_under_the_label_entropy():
+    from probes.expressivity import MINE
+    from probes.expressivity.tasks import many_classes
+
+    for n_classes in (80, 158):
+        X, y = many_classes(n_classes).sample(2000, random_state=0)
+        result = MINE(attribute_kind="discrete", n_bootstrap=50, n_permutations=0, random_state=0).estimate(X, y)
+        ceiling = result.diagnostics["label_entropy_nats"]
+        assert ceiling <= math.log(n_classes) + 1e-12
+        assert result.estimate <= ceiling and result.ci_high <= ceiling
+        assert result.estimate >= 0.9 * math.log(n_classes)  # near the ceiling, not trivially under it
+        assert result.diagnostics["marginal_term"].startswith("exact")
+
+
+def test_mine_does_not_overshoot_heavy_tailed_student_t():
+    from probes.expressivity import MINE
+    from probes.expressivity.tasks import student_t
+
+    for rho in (0.0, 0.75):
+        task = student_t(1, rho, nu=1.0)
+        for seed in range(3):
+            X, y = task.sample(3000, random_state=seed)
+            result = MINE(n_bootstrap=0, n_permutations=0, random_state=seed).estimate(X, y)
+            assert result.estimate <= task.mi + 0.05, (task.name, seed, result.estimate)

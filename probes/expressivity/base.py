@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 
+from .ceilings import cap_at_ceiling
 from .inputs import Checked, check_inputs
 from .results import EstimationError, MIResult
 
@@ -96,9 +97,13 @@ class MIEstimator(BaseEstimator):
             diag["null_mean"] = float(np.mean(null))
             diag["null_q95"] = float(np.quantile(null, 0.95))
 
+        estimate = max(0.0, raw)
+        lo, hi = (max(0.0, v) if math.isfinite(v) else v for v in (lo, hi))
+        if "label_entropy_nats" in diag:
+            # I(X; y) <= H(y): a discrete label's estimate never passes the entropy of the labels it is read on.
+            estimate, lo, hi, diag["capped_at_entropy"] = cap_at_ceiling(estimate, lo, hi, diag["label_entropy_nats"])
         self.result_ = MIResult(
-            estimate=max(0.0, raw), ci_low=max(0.0, lo) if math.isfinite(lo) else lo,
-            ci_high=max(0.0, hi) if math.isfinite(hi) else hi, n_samples=len(data.X), n_eval=core.n_eval,
+            estimate=estimate, ci_low=lo, ci_high=hi, n_samples=len(data.X), n_eval=core.n_eval,
             wall_time_s=time.perf_counter() - start, p_value=p_value, estimator=self._name(),
             attribute_kind=data.kind, diagnostics=diag, ci_level=self.ci_level)
         return self

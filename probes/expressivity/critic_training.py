@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from .base import FitCore
-from .bounds import Bound
+from .bounds import NWJ, Bound, DonskerVaradhan
+from .ceilings import class_scores, exact_joint, exact_negatives, label_entropy
 from .critics import ResidualCritic, batch_scores
 
 MATRIX_MAX = 4096  # separable critic: score all pairs up to this many rows
@@ -176,12 +177,28 @@ class CriticTraining:
         return None
 
 
+def evaluation_scores(critic, bound: Bound, ex: torch.Tensor, ey: torch.Tensor, yte: torch.Tensor,
+                      shifts: np.ndarray, n_classes: int | None, diagnostics: dict):
+    """(joint, neg) of the evaluation rows. For a discrete label and a DV or NWJ bound the marginal term is
+    exact (every row against every class, weighted by the class's share; see :mod:`.ceilings`), which keeps
+    the estimate under H(y); otherwise the rows' re-pairings by ``shifts``."""
+    if n_classes is not None:
+        diagnostics["label_entropy_nats"] = label_entropy(yte.cpu().numpy())
+    if n_classes is not None and isinstance(bound, (DonskerVaradhan, NWJ)):
+        diagnostics["marginal_term"] = "exact: every evaluation row against every class"
+        scores = class_scores(critic, ex, n_classes)
+        return exact_joint(scores, yte), exact_negatives(scores, yte)
+    diagnostics["marginal_term"] = f"{len(shifts)} re-pairings per row"
+    return encoded_scores(critic, ex, ey, shifts)
+
+
 def evaluation_core(critic, bound: Bound, xte: torch.Tensor, yte: torch.Tensor, shifts: np.ndarray,
-                    diagnostics: dict) -> FitCore:
-    """The bound of ``critic`` on the evaluation rows, with its bootstrap and held-out permutation null."""
+                    diagnostics: dict, n_classes: int | None = None) -> FitCore:
+    """The bound of ``critic`` on the evaluation rows, with its bootstrap and held-out permutation null
+    (``n_classes``: the label's class count when it is discrete)."""
     with torch.no_grad():
         ex, ey = critic.encode_x(xte), critic.encode_y(yte)
-        joint, neg = encoded_scores(critic, ex, ey, shifts)
+        joint, neg = evaluation_scores(critic, bound, ex, ey, yte, shifts, n_classes, diagnostics)
         raw = float(bound.value(joint, neg))
     n, dev = len(xte), xte.device
     joint_np = joint.cpu().numpy().astype(np.float64)
@@ -211,6 +228,11 @@ def evaluation_core(critic, bound: Bound, xte: torch.Tensor, yte: torch.Tensor, 
         return raw + np.concatenate(out) - observed if out else np.empty(0)
 
     return FitCore(raw, n, bootstrap, heldout_null, diagnostics)
+
+
+def zero_core(n_eval: int, diagnostics: dict) -> FitCore:
+    """The core of the constant critic T = 0: its bound is 0 on any data, with no spread."""
+    return FitCore(0.0, n_eval, lambda B, g: np.zeros(B), lambda B, g: np.zeros(B), diagnostics)
 
 
 def thin_curve(curve: dict, max_points: int) -> dict:

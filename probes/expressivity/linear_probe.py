@@ -12,6 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from .base import FitCore, MIEstimator
+from .ceilings import label_entropy
 from .inputs import Checked, Preprocessor, check_fractions, split_indices
 from .results import EstimationError
 from .ridge import RIDGE_ALPHAS, ridge_loo
@@ -105,7 +106,8 @@ class LinearProbe(MIEstimator):
         logq = np.log((1.0 - lam) * proba + lam * prior)  # (n_eval, n_classes)
         n = len(yte)
         ce_rows = -logq[np.arange(n), yte]
-        diag.update(entropy_y=h_y, cross_entropy=float(ce_rows.mean()), n_classes=int(n_classes))
+        diag.update(entropy_y=h_y, cross_entropy=float(ce_rows.mean()), n_classes=int(n_classes),
+                    label_entropy_nats=label_entropy(yte))
 
         def bootstrap(B, g):
             idx = g.integers(n, size=(B, n))

@@ -23,6 +23,7 @@ from .critic_training import (
     pair_scores,
     random_shifts,
     thin_curve,
+    zero_core,
 )
 from .critics import ConcatCritic, ResidualCritic, SeparableCritic
 from .inputs import Checked, Preprocessor, check_fractions, split_indices
@@ -269,7 +270,13 @@ class NeuralMIEstimator(MIEstimator):
         diag["curve"] = thin_curve(outcome.curve, 120)
         self.critic_ = critic
         self.preprocessor_ = prep
-        return evaluation_core(critic, bound, xte, yte, shifts_test, diag)
+        n_classes = len(data.classes) if data.kind == "discrete" else None
+        if not (math.isfinite(best["val"]) and best["val"] > 0):
+            # No kept critic beat T = 0 on validation (heavy tails can make every check negative): the data
+            # give no evidence of dependence the critic can carry over, and T = 0 bounds I by exactly 0.
+            diag["fallback"] = "validation bound of the kept critic <= 0: estimate from T = 0"
+            return zero_core(len(test), diag)
+        return evaluation_core(critic, bound, xte, yte, shifts_test, diag, n_classes)
 
     def _split(self, data: Checked, rng: np.random.Generator):
         """(train, val, test) row indices and the batch size; val and test in random order."""
