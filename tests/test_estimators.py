@@ -124,8 +124,10 @@ def test_additive_uniform():
     X, y = task.sample(3000, 7)
     r = fast(MINE, random_state=0, max_steps=1500, learning_rate=3e-3).estimate(X, y)
     assert abs(r.estimate - task.mi) < 0.15  # sharp-edged density, short training
-    probe = LinearProbe(random_state=0).estimate(X, y)
+    probe = LinearProbe(random_state=0, y_transform="standardize").estimate(X, y)
     assert task.mi - 0.15 < probe.estimate < task.mi  # Gaussian-residual bound 1.63
+    # The default maps y to normal scores (a bound that holds for any y): still below the truth, looser here.
+    assert 0.5 < LinearProbe(random_state=0).estimate(X, y).estimate < task.mi
 
 
 def test_discrete_continuous_mixture():

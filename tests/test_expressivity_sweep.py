@@ -38,7 +38,9 @@ def test_sweep_table_orders_layers_and_finds_signal():
     assert len(table) == 4 and set(table["seed"]) == {0, 1}
     late = table[table.layer == "late"]
     early = table[table.layer == "early"]
-    assert (late["estimate"] > 1.0).all() and (late["p_value"] < 0.05).all()
+    # truth I(age; late) = 1.064 nats (uniform age plus Gaussian noise); the probe's normal-score bound
+    # stays below it
+    assert (late["estimate"] > 0.85).all() and (late["estimate"] < 1.064).all() and (late["p_value"] < 0.05).all()
     assert (early["estimate"] < 0.1).all()
     assert (table["ci_low"] <= table["estimate"] + 1e-9).all() and (table["estimate"] <= table["ci_high"] + 1e-9).all()
     assert not table[["estimate", "ci_low", "ci_high", "p_value"]].isna().any().any()

@@ -17,10 +17,12 @@ from tqdm.auto import tqdm
 from ..errors import DatasetError, UnknownNameError
 from ..labellers import create_labeller
 
-# Which labeller attribute stands for each sweep attribute, and its kind. Sex
-# from a labeller is P(male), continuous, as in Dhar et al.; the dataset's own
-# sex label is discrete.
-LABELLER_OUTPUT = {"age": "age", "sex": "p_male", "yaw": "yaw", "pitch": "pitch", "roll": "roll"}
+# Which labeller attribute stands for each sweep attribute. Sex is estimated as the binary label it is
+# (the labeller's decision), not as P(male): Dhar et al. used P(male) as a continuous attribute, but a
+# near-binary variable breaks the Gaussian-residual bound and has no finite ceiling, while a binary
+# label's information is bounded by H(sex) <= log 2.
+LABELLER_OUTPUT = {"age": "age", "sex": "sex", "yaw": "yaw", "pitch": "pitch", "roll": "roll"}
+DISCRETE_LABELLER_OUTPUTS = ("sex",)
 DEFAULT_LABELLERS = {"age": "faceapi-agegender", "sex": "faceapi-agegender", "yaw": "faceapi-headpose",
                      "pitch": "faceapi-headpose", "roll": "faceapi-headpose"}
 KNOWN_ATTRIBUTES = ("age", "sex", "yaw", "pitch", "roll", "identity", "race")
@@ -82,4 +84,7 @@ def _estimate_labels(dataset, labeller_name: str, attrs: list[str], batch_size: 
         predicted = labeller.predict(dataset.load_images(idx), layout=dataset.layout)
         for a in attrs:
             parts[a].append(np.asarray(predicted[LABELLER_OUTPUT[a]], np.float64))
-    return {a: AttributeLabels(np.concatenate(parts[a]), "continuous", labeller_name) for a in attrs}
+    return {a: AttributeLabels(np.concatenate(parts[a]).astype(np.int64) if a in DISCRETE_LABELLER_OUTPUTS
+                               else np.concatenate(parts[a]),
+                               "discrete" if a in DISCRETE_LABELLER_OUTPUTS else "continuous", labeller_name)
+            for a in attrs}

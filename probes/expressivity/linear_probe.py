@@ -36,8 +36,9 @@ class LinearProbe(MIEstimator):
       (ridge with the penalty per attribute chosen by exact leave-one-out error over ``alphas``); for one
       attribute this is ``-0.5 log(1 - R^2_heldout)``, 0 when R^2 <= 0. Exact for jointly Gaussian (X, y);
       a lower bound whenever y is Gaussian, because a Gaussian has the largest entropy for its variance.
-      ``y_transform="rank"`` maps y to normal scores first, which makes a scalar y Gaussian (so the bound
-      holds for any continuous y) and the estimate invariant to monotone maps of y.
+      ``y_transform="rank"`` (the default) maps y to normal scores first, which makes a scalar y Gaussian
+      (so the bound holds for any continuous y: skewed ages, near-binary scores) and the estimate invariant
+      to monotone maps of y; ``"standardize"`` keeps y's own scale, a valid bound only for a Gaussian y.
 
     Parameters
     ----------
@@ -50,14 +51,14 @@ class LinearProbe(MIEstimator):
     alphas: ridge penalties tried (None: 1e-2 .. 1e5).
     eval_fraction: held-out share the bound is computed on.
     pca: None, "auto" (128 whitened components when d > 256) or an int; fitted on the training split.
-    y_transform: "standardize" or "rank" (continuous y only).
+    y_transform: "rank" (normal scores, the default) or "standardize" (continuous y only).
     n_bootstrap, n_permutations, permutation, ci_level: see the module docstring.
     max_iter: iteration cap of the logistic regression solver.
     random_state: seed for the split, bootstrap and permutations.
     """
 
     def __init__(self, attribute_kind="auto", C="auto", Cs=(1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0), alphas=None,
-                 eval_fraction=0.3, pca=None, y_transform="standardize", n_bootstrap=200, n_permutations=200,
+                 eval_fraction=0.3, pca=None, y_transform="rank", n_bootstrap=200, n_permutations=200,
                  permutation="heldout", ci_level=0.95, max_iter=300, classifier="auto", max_logistic_classes=50,
                  random_state=None):
         self.attribute_kind = attribute_kind
