@@ -313,7 +313,7 @@ class AgingAudit:
     def _thresholds(self, role: str, net, real_emb: np.ndarray) -> list[dict]:
         from probes.verification import cross_identity_scores, thresholds_at_fmrs
 
-        from ..evaluate import lfw_pair_scores
+        from ..dfd.lfw_scores import lfw_pair_scores
 
         metric = net.spec.verification_metric
         n = len(real_emb)
@@ -735,7 +735,7 @@ class AgingAudit:
 
     def _load_decoder(self):
         """(decoder, its config, its backbone) of ``self.decoder``; CheckpointError for anything else."""
-        from ..reconstruct import load_trained_decoder, rebuild_backbone
+        from ..dfd.inputs import load_trained_decoder, rebuild_backbone
 
         decoder, config = load_trained_decoder(self.decoder, self.device)
         return decoder, config, rebuild_backbone(config, device=self.device)
@@ -743,8 +743,8 @@ class AgingAudit:
     def _decoder(self, bundle, faces, outputs, targets, real, measured, nets, age_lab, gallery_idx):
         from probes.images import to_uint8
 
+        from ..dfd.scoring import decode, identity_scores
         from ..dfd.templates import weights_key
-        from ..reconstruct import decode, identity_scores
 
         decoder, config, dnet = bundle
         n = len(faces)
