@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from decoders.dfd.gallery import GalleryItem, write_grid, write_html
+from decoders.dfd.inputs import source_names
+from decoders.dfd.scoring import ssim_scores
+from decoders.dfd.transfer import reframe
 from decoders.evaluate import main as evaluate_main
-from decoders.evaluate import reframe, ssim_scores
 from decoders.reconstruct import main as reconstruct_main
-from decoders.reconstruct import source_names
 from probes.outputs import OutputFolderError, staged_output
 from probes.stats import wilson_interval
 from probes.verification import (
@@ -278,7 +279,7 @@ def test_reconstruct_bad_inputs(tiny_run, tmp_path, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr("decoders.reconstruct.write_html", broken)
+    monkeypatch.setattr("decoders.dfd.reconstruction.write_html", broken)
     with pytest.raises(OSError, match="disk full"):
         reconstruct_main(["--checkpoint", run, "--templates", str(tmp_path / "good.npy"), "--out", str(out),
                           "--overwrite", "--max-images", "1"] + common)
@@ -344,7 +345,7 @@ def test_evaluate_end_to_end_on_a_tiny_run(tiny_run, lpips_flags, tmp_path, caps
 
 
 def test_control_scores_are_every_cross_identity_pair_in_blocks():
-    from decoders.evaluate import control_scores
+    from decoders.dfd.attack import control_scores
     from probes.verification import pair_scores
 
     rng = np.random.default_rng(0)

@@ -17,9 +17,10 @@ from probes.images import to_uint8
 from probes.stats import bootstrap_mean
 
 from ..aging.data import resize_faces
+from ..dfd.inputs import load_trained_decoder, rebuild_backbone
 from ..dfd.model import FaceDecoder
+from ..dfd.scoring import decode, identity_scores
 from ..dfd.templates import weights_key
-from ..reconstruct import decode, identity_scores, load_trained_decoder, rebuild_backbone
 from .config import AuditConfig
 from .measure import LAYOUT, AgedFaces, FaceReaders
 

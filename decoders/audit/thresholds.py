@@ -18,7 +18,7 @@ from probes.verification import (
     thresholds_at_fmrs,
 )
 
-from ..evaluate import lfw_pair_scores
+from ..dfd.lfw_scores import lfw_pair_scores
 from .config import AuditConfig
 from .sources import AuditError
 
