@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import FaceprobeError
-from .stats import wilson_interval
+from .stats import cluster_bootstrap_mean, wilson_interval
 
 
 class VerificationError(FaceprobeError, ValueError):
@@ -150,6 +150,8 @@ class AttackRate:
     ci_low: float
     ci_high: float
     threshold: float
+    n_people: int | None = None  # clusters the interval resampled (None: comparisons taken as independent)
+    interval: str = "Wilson"
 
     def __str__(self) -> str:
         if not self.n:
@@ -157,8 +159,14 @@ class AttackRate:
         return f"{100 * self.rate:.1f}% [{100 * self.ci_low:.1f}, {100 * self.ci_high:.1f}] ({self.accepted}/{self.n})"
 
 
-def success_attack_rate(scores, threshold: float, confidence: float = 0.95) -> AttackRate:
-    """SAR of attack ``scores`` (higher = more alike) at ``threshold``, with a Wilson interval."""
+def success_attack_rate(scores, threshold: float, confidence: float = 0.95, people=None,
+                        n_boot: int = 2000, seed: int = 0) -> AttackRate:
+    """SAR of attack ``scores`` (higher = more alike) at ``threshold``.
+
+    With ``people`` (one identity per score) the interval is a bootstrap over people: several comparisons
+    of one person are not independent trials, and a few people with many images would otherwise narrow
+    a Wilson interval far below what the data support. Without it, a Wilson interval.
+    """
     s = np.asarray(scores, np.float64).reshape(-1)
     if not np.isfinite(s).all():
         raise VerificationError("attack scores contain NaN or infinite values")
@@ -166,8 +174,12 @@ def success_attack_rate(scores, threshold: float, confidence: float = 0.95) -> A
         raise VerificationError(f"threshold must be finite, got {threshold}")
     k = int((s >= threshold).sum())
     rate = verification_rate(s, threshold)
-    low, high = wilson_interval(k, len(s), confidence)
-    return AttackRate(rate, k, len(s), low, high, float(threshold))
+    if people is None:
+        low, high = wilson_interval(k, len(s), confidence)
+        return AttackRate(rate, k, len(s), low, high, float(threshold))
+    _, low, high, _, n_people = cluster_bootstrap_mean((s >= threshold).astype(np.float64), people, n_boot,
+                                                       confidence, seed)
+    return AttackRate(rate, k, len(s), low, high, float(threshold), n_people, "bootstrap over people")
 
 
 @dataclass
@@ -238,6 +250,9 @@ class FMRThreshold:
     n_genuine: int
     metric: str
     alternatives: dict = field(default_factory=dict)  # the other impostor set: threshold or why not
+    realised_fmr: float = float("nan")  # share of the impostors at or above the threshold (<= fmr)
+    min_impostors: int = 0  # the impostors a threshold at this FMR should rest on (10 / fmr)
+    enough_impostors: bool = True
 
     def describe(self) -> str:
         if self.metric == "euclidean":
@@ -246,10 +261,18 @@ class FMRThreshold:
 
 
 def thresholds_at_fmrs(scores: LFWScores, fmrs: Sequence[float], impostors: str = "auto") -> list[FMRThreshold]:
-    """One :class:`FMRThreshold` per FMR from ``scores`` (``impostors``: auto, pairs or cross)."""
+    """One :class:`FMRThreshold` per FMR from ``scores`` (``impostors``: auto, pairs or cross).
+
+    Every FMR's threshold comes from the same impostor population. ``auto`` takes the cross-identity
+    set (every pair of images of different people: the largest population, so the strictest reachable
+    thresholds) when it reaches every FMR, else the protocol's mismatched pairs. A threshold resting on
+    fewer than :func:`min_impostors` scores is kept but flagged (``enough_impostors``).
+    """
     if impostors not in IMPOSTOR_SETS:
         raise VerificationError(f"--impostors must be one of {', '.join(IMPOSTOR_SETS)}, got {impostors!r}")
     sets = {"pairs": scores.impostor_pairs, "cross": scores.impostor_cross}
+    if impostors == "auto":
+        impostors = "cross" if len(sets["cross"]) >= len(sets["pairs"]) else "pairs"
     out = []
     for fmr in fmrs:
         computed = {}
@@ -258,10 +281,7 @@ def thresholds_at_fmrs(scores: LFWScores, fmrs: Sequence[float], impostors: str 
                 computed[name] = threshold_at_fmr(imp, fmr)
             except VerificationError as exc:
                 computed[name] = exc
-        if impostors == "auto":
-            chosen = "pairs" if not isinstance(computed["pairs"], Exception) else "cross"
-        else:
-            chosen = impostors
+        chosen = impostors
         if isinstance(computed[chosen], Exception):
             raise VerificationError(f"threshold at FMR {fmr:g} from the {chosen} impostor set "
                                     f"({len(sets[chosen])} scores): {computed[chosen]}")
@@ -272,7 +292,8 @@ def thresholds_at_fmrs(scores: LFWScores, fmrs: Sequence[float], impostors: str 
         alternatives = {other: {"n_impostors": len(sets[other]),
                                 **({"error": str(alt)} if isinstance(alt, Exception) else
                                    {"threshold": alt, "genuine_accept_rate": verification_rate(scores.genuine, alt)})}}
+        needed = min_impostors(fmr)
         out.append(FMRThreshold(float(fmr), t, chosen, len(imp), math.floor(fmr * len(imp)),
                                 int((imp >= t).sum()), verification_rate(scores.genuine, t), len(scores.genuine),
-                                scores.metric, alternatives))
+                                scores.metric, alternatives, realised_fmr(imp, t), needed, len(imp) >= needed))
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,17 +60,21 @@ def _synthetic_scores(n_pairs_imp=3000, n_cross=30000, seed=0) -> LFWScores:
                      impostor_cross=rng.normal(0, 1, n_cross), n_images=100, n_identities=50)
 
 
-def test_thresholds_at_fmr_pick_a_large_enough_impostor_set():
+def test_thresholds_at_fmr_rest_on_one_large_impostor_population():
     scores = _synthetic_scores()
     t3, t4 = thresholds_at_fmrs(scores, [1e-3, 1e-4])
-    # 0.1% rests on the 3000 mismatched pairs, 0.01% on the larger cross-identity set.
-    assert (t3.impostor_set, t3.n_impostors, t3.impostors_allowed) == ("pairs", 3000, 3)
+    # Both FMRs from the one larger (cross-identity) population, never 0.1% from 3 accepted impostors.
+    assert (t3.impostor_set, t3.n_impostors, t3.impostors_allowed) == ("cross", 30000, 30)
     assert (t4.impostor_set, t4.n_impostors, t4.impostors_allowed) == ("cross", 30000, 3)
-    for t, imp in ((t3, scores.impostor_pairs), (t4, scores.impostor_cross)):
+    for t, imp in ((t3, scores.impostor_cross), (t4, scores.impostor_cross)):
         accepted = int((imp >= t.threshold).sum())
         assert accepted == t.impostors_accepted <= t.impostors_allowed
+        assert t.realised_fmr == accepted / len(imp) <= t.fmr
         assert (imp >= np.nextafter(t.threshold, -np.inf)).sum() > accepted  # the smallest such threshold
-    assert "threshold" in t3.alternatives["cross"] and "error" in t4.alternatives["pairs"]
+    # 10 / FMR impostors: 30,000 are enough for 0.1% and flagged as too few for 0.01%.
+    assert (t3.min_impostors, t3.enough_impostors) == (10_000, True)
+    assert (t4.min_impostors, t4.enough_impostors) == (100_000, False)
+    assert "threshold" in t3.alternatives["pairs"] and "error" in t4.alternatives["pairs"]
     # Attack scores all above / all below the threshold.
     assert success_attack_rate(np.full(20, t4.threshold + 1), t4.threshold).rate == 1.0
     assert success_attack_rate(np.full(20, t4.threshold - 1), t4.threshold).rate == 0.0
@@ -321,12 +326,19 @@ def test_evaluate_end_to_end_on_a_tiny_run(tiny_run, lpips_flags, tmp_path, caps
         for rate in block["sar"].values():
             assert 0 <= rate["ci_low"] <= rate["rate"] <= rate["ci_high"] <= 1
     assert results["attack"]["type_I"]["n"] == n_test
+    # Intervals over people, a mean-face control at the same thresholds, the spread across people.
+    assert all(r["interval"] == "bootstrap over people" for r in results["attack"]["type_I"]["sar"].values())
+    mean_face = results["attack"]["mean_face_control"]
+    assert mean_face["n"] == n_test and set(mean_face["sar"]) == set(results["attack"]["type_I"]["sar"])
+    spread = results["attack"]["reconstruction_spread"]
+    assert spread["n"] == n_test and spread["across_people_std"] >= 0 and spread["within_image_std"] > 0
+    assert "mean-face" in printed
     q = results["image_quality"]
     assert 0 < q["lpips_mean"] < 2 and -1 < q["ssim_mean"] < 1
     csv_rows = (out / "results.csv").read_text().splitlines()
     # (SAR at 2 FMRs + mean cosine) for type-I, type-II, control; (+ ceiling) for the transfer; LPIPS, SSIM.
     assert csv_rows[0].startswith("evaluation,backbone,metric,attack,fmr,value")
-    assert len(csv_rows) == 1 + 3 * 3 + (4 * 3 if transfer else 0) + 2
+    assert len(csv_rows) == 1 + 4 * 3 + (4 * 3 if transfer else 0) + 2  # direct: type-I, II, control, mean face
     if transfer:
         b = results["transfer"]
         assert b["backbone"] == "mobileface" and "mobileface" in results["thresholds"]
@@ -355,3 +367,17 @@ def test_control_scores_are_every_cross_identity_pair_in_blocks():
     for metric in ("cosine", "euclidean"):
         np.testing.assert_allclose(control_scores(emb, templates, ids, metric),
                                    pair_scores(emb[i], templates[j], metric), atol=1e-9)
+
+
+def test_type2_pairs_are_the_same_person_in_another_image(data_root):
+    from decoders.dfd.attack import type2_references
+    from probes.datasets import load_lfw_people
+
+    people = load_lfw_people(data_root, min_images_per_person=20)
+    test = people.subset(np.arange(0, len(people), 40))
+    refs, pairs = type2_references(test, "lfw", data_root, max_refs=5, seed=0)
+    assert len(pairs) > 0
+    test_ids, ref_ids = test.labels("identity"), refs.labels("identity")
+    for k, j in pairs:
+        assert test_ids[k] == ref_ids[j]  # the same person
+        assert Path(test.paths[k]).resolve() != Path(refs.paths[j]).resolve()  # another image of them

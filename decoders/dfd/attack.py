@@ -140,11 +140,14 @@ def rate_record(rate: AttackRate) -> dict:
     return {k: finite_or_none(v) if isinstance(v, float) else v for k, v in asdict(rate).items()}
 
 
-def attack_record(scores: np.ndarray, cosines: np.ndarray, thresholds: list[FMRThreshold]) -> dict:
-    """Count, mean cosine and score, and the success attack rate at each threshold of one attack."""
+def attack_record(scores: np.ndarray, cosines: np.ndarray, thresholds: list[FMRThreshold], people=None) -> dict:
+    """Count, mean cosine and score, and the success attack rate at each threshold of one attack
+    (``people``: the person each score belongs to, for intervals over people rather than comparisons)."""
     return {"n": len(scores), "mean_cosine": finite_or_none(np.mean(cosines)) if len(cosines) else None,
             "mean_score": finite_or_none(np.mean(scores)) if len(scores) else None,
-            "sar": {f"{t.fmr:g}": rate_record(success_attack_rate(scores, t.threshold)) if len(scores) else
+            "n_people": len(set(people)) if people is not None else None,
+            "sar": {f"{t.fmr:g}": rate_record(success_attack_rate(scores, t.threshold, people=people))
+                    if len(scores) else
                     {"rate": None, "accepted": 0, "n": 0, "ci_low": None, "ci_high": None, "threshold": t.threshold}
                     for t in thresholds}}
 
@@ -154,11 +157,28 @@ def control_record(emb: np.ndarray, templates: np.ndarray, test: FaceDataset, me
     """:func:`attack_record` of the reconstructions against other held-out people (None without identities)."""
     if "identity" not in test.attributes:
         return None
-    scores = control_scores(emb, templates, test.labels("identity"), metric)
-    record = attack_record(scores, np.zeros(0) if not len(scores) else
-                           control_scores(emb, templates, test.labels("identity"), "cosine"), thresholds)
+    ids = np.asarray(test.labels("identity"), dtype=str)
+    scores = control_scores(emb, templates, ids, metric)
+    others = np.array([(ids != person).sum() for person in ids])  # row-major: each reconstruction's other-people scores
+    record = attack_record(scores, np.zeros(0) if not len(scores) else control_scores(emb, templates, ids, "cosine"),
+                           thresholds, np.repeat(ids, others))
     record["what"] = "reconstruction vs templates of other held-out people (acceptance = false match of the attack)"
     return record
+
+
+def people(dataset: FaceDataset) -> list[str] | None:
+    """The identity of each image, or None when the dataset has none."""
+    return [str(i) for i in dataset.labels("identity")] if "identity" in dataset.attributes else None
+
+
+def reconstruction_spread(recon_u8: np.ndarray) -> dict:
+    """How much the reconstructions differ across people beside how much one varies within itself
+    (pixel standard deviations, 0..255): a decoder that draws one face for everyone has a spread across
+    people near 0 while each face still has contrast."""
+    x = recon_u8.astype(np.float64)
+    return {"across_people_std": finite_or_none(x.std(axis=0).mean()) if len(x) > 1 else None,
+            "within_image_std": finite_or_none(x.reshape(len(x), -1).std(axis=1).mean()) if len(x) else None,
+            "n": len(x)}
 
 
 def scores_and_cosines(emb: np.ndarray, templates: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -247,6 +267,8 @@ class AttackEvaluation:
                                       "ssim_mean": finite_or_none(ss.mean()), "ssim_std": finite_or_none(ss.std()),
                                       "n": len(test)},
                        seconds=round(time.perf_counter() - started, 1))
+        results["attack"].update(mean_face_control=self._mean_face(decoder, side_a, test),
+                                 reconstruction_spread=reconstruction_spread(recon_u8))
         per_image = per_image_rows(test, ident, side_a.thresholds, t2_pairs, type2, (lp, ss), transfer_type1)
         return AttackResult(results, per_image, recon_u8, chips, lp, ss, side_a.thresholds, c.gallery_size, notes)
 
@@ -259,7 +281,7 @@ class AttackEvaluation:
     def _measure(self, net, test: FaceDataset, refs: FaceDataset | None, size: int) -> BackboneTargets:
         """``net``'s LFW scores and thresholds, and its templates of the test images and ``refs``."""
         c = self.config
-        lfw = lfw_pair_scores(net, c.data_root, c.cache_dir, c.max_pairs, c.seed, c.progress)
+        lfw = lfw_pair_scores(net, c.data_root, c.cache_dir, c.max_pairs, c.seed, c.progress, people(test) or ())
         thresholds = thresholds_at_fmrs(lfw, self.fmrs, c.impostors)
         return BackboneTargets(net, lfw, thresholds, self._targets(net, test, size), self._targets(net, refs, size))
 
@@ -269,13 +291,29 @@ class AttackEvaluation:
         """The direct attack's records: the control, type-I and type-II."""
         thr = side.thresholds
         recons = np.unique(t2_pairs[:, 0])
-        people = len({test.labels("identity")[k] for k in recons}) if len(t2_pairs) else 0
+        ids = people(test)
+        n_people = len({ids[k] for k in recons}) if len(t2_pairs) and ids else 0
+        type2_people = [ids[k] for k in t2_pairs[:, 0]] if ids and len(t2_pairs) else None
         return {"backbone": side.net.name, "metric": side.metric,
                 "control_other_people": control_record(ident["embeddings"], side.test.templates, test, side.metric,
                                                        thr),
-                "type_I": attack_record(ident["score"], ident["cosine"], thr),
-                "type_II": dict(attack_record(*type2, thr), n_reconstructions=len(recons), n_identities=people,
-                                n_reference_images=len(refs) if refs is not None else 0)}
+                "type_I": attack_record(ident["score"], ident["cosine"], thr, ids),
+                "type_II": dict(attack_record(*type2, thr, type2_people), n_reconstructions=len(recons),
+                                n_identities=n_people, n_reference_images=len(refs) if refs is not None else 0)}
+
+    def _mean_face(self, decoder, side: BackboneTargets, test: FaceDataset) -> dict:
+        """The decoder fed the mean template of the test images: one face scored against every test
+        template at the same thresholds. A decoder whose SAR does not clearly beat this row draws an
+        average face, not the person."""
+        c = self.config
+        mean_template = side.test.templates.mean(axis=0, keepdims=True)
+        face = to_uint8(decode(decoder, mean_template, c.batch_size))
+        emb = identity_scores(side.net, face, mean_template, c.batch_size)["embeddings"]
+        scores, cosines = scores_and_cosines(np.repeat(emb, len(side.test.templates), 0), side.test.templates,
+                                             side.metric)
+        record = attack_record(scores, cosines, side.thresholds, people(test))
+        record["what"] = "the decoder's face of the mean test template vs every test template (a constant face)"
+        return record
 
     def _transfer(self, side: BackboneTargets, spec_a, test: FaceDataset, images: tuple[np.ndarray, np.ndarray],
                   t2_pairs: np.ndarray) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
@@ -320,7 +358,8 @@ class AttackEvaluation:
             "reconstruction_input": "decoder output rounded to uint8 (as saved in a PNG), fed as a chip",
             "lpips": "probes.perceptual.perceptual_distance, net alex (LPIPS v0.1)",
             "ssim": "skimage.metrics.structural_similarity(channel_axis=-1, data_range=1.0), RGB in [0, 1]",
-            "ci": "95% Wilson score interval",
+            "ci": "95% percentile bootstrap over people (2,000 resamples of the test people); Wilson where a "
+                  "block has no identities",
             "versions": provenance(),
         }
         thresholds = {side_a.net.name: threshold_record(side_a.lfw, side_a.thresholds)}

@@ -16,7 +16,7 @@ from .gallery import GalleryItem, write_grid, write_html
 from .inputs import source_names
 
 ATTACK_LABELS = {"type_I": "type-I", "type_II": "type-II", "control_other_people": "control",
-                 "framing_ceiling_type_I": "ceiling"}
+                 "mean_face_control": "mean-face", "framing_ceiling_type_I": "ceiling"}
 NO_RATE = {"ci_low": None, "ci_high": None, "threshold": None, "impostor_set": None, "n_impostors": None}
 GALLERY_NOTE = ("original = target chip (the backbone's crop of the held-out image); type-II cos and ok: over the "
                 "other images of the same person (n/a for people with one image).")
@@ -120,7 +120,7 @@ def attack_blocks(results: dict, direct: str = "direct", transfer: str = "transf
     """(label, block, attack) of every attack measured: the direct one's, then the transfer's."""
     blocks = [(direct, results["attack"])] + ([(transfer, results["transfer"])] if results["transfer"] else [])
     return [(label, block, attack) for label, block in blocks
-            for attack in ("type_I", "type_II", "control_other_people", "framing_ceiling_type_I")
+            for attack in ("type_I", "type_II", "control_other_people", "mean_face_control", "framing_ceiling_type_I")
             if block.get(attack) is not None]
 
 
@@ -161,7 +161,7 @@ def format_table(results: dict) -> str:
             shown = f"L2<={-t['threshold']:.4f}" if t["metric"] == "euclidean" else f"cos>={t['threshold']:.4f}"
             sar = "n/a" if rate["rate"] is None else f"{100 * rate['rate']:.1f}%"
             ci = "" if rate["ci_low"] is None else f"[{100 * rate['ci_low']:.1f}, {100 * rate['ci_high']:.1f}]"
-            imp = f"{t['impostor_set']} {t['n_impostors']}"
+            imp = f"{t['impostor_set']} {t['n_impostors']}" + ("" if t.get("enough_impostors", True) else "*")
             lines.append(f"{prefix + block['backbone']:<18} {ATTACK_LABELS[attack]:<8} "
                          f"{100 * float(fmr):>6g}% {shown:>16} {imp:>17} {sar:>7} {ci:>15} {rate['n']:>6}")
     a = results["attack"]
@@ -171,6 +171,16 @@ def format_table(results: dict) -> str:
                  f"{'n/a' if cos2 is None else f'{cos2:.4f}'}; LPIPS {q['lpips_mean']:.4f}; SSIM {q['ssim_mean']:.4f} "
                  f"({q['n']} held-out images, {results['data']['n_test_identities']} people; type-II: "
                  f"{a['type_II']['n']} pairs from {a['type_II']['n_reconstructions']} reconstructions)")
+    spread = a.get("reconstruction_spread") or {}
+    if spread.get("across_people_std") is not None:
+        lines.append(f"mean-face = the decoder's face of the mean test template vs every test template (a constant "
+                     f"face: the SAR an attack must clearly beat); reconstructions differ across people by "
+                     f"{spread['across_people_std']:.1f}/255 (pixel std) against {spread['within_image_std']:.1f} "
+                     "within one face")
+    if any(not t.get("enough_impostors", True) for block in results["thresholds"].values()
+           for t in block["at_fmr"].values()):
+        lines.append("* fewer impostors than 10 / FMR: the threshold rests on under 10 accepted impostors and its "
+                     "realised FMR on new people is loose")
     lines.append("control = a reconstruction compared with the templates of *other* held-out people: the rate at "
                  "which it passes as someone else (real images: about the FMR)"
                  + ("; ceiling = B on A's real target chips framed like the reconstructions" if results["transfer"]
