@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from probes.errors import FaceprobeError
-
+from ..errors import FaceprobeError
 from ..outputs import atomic_write_bytes
 
 FORMAT = "faceprobe-checkpoint-1"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +32,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from probes.backbones import create_backbone
-from probes.datasets import FaceDataset
-from probes.errors import FaceprobeError, ImageError
-from probes.weights import sha256_of
-
+from ..backbones import create_backbone
 from ..backbones.registry import BackboneSpec, FaceBackbone, get_spec
-from ..errors import TrainingError
+from ..config import DictConfig
+from ..datasets import FaceDataset
+from ..errors import FaceprobeError, ImageError, TrainingError
 from ..geometry import images_to_tensor
 from ..nn import evaluating
 from ..weight_files import load_named_tensors
+from ..weights import sha256_of
 from .checkpoints import CheckpointError, load_checkpoint, seed_everything
 from .data import ArrayData
 from .distributed import DistributedContext
@@ -93,36 +93,69 @@ def make_head(kind: str, embedding_size: int, n_classes: int, scale: float = 16.
 # --------------------------------------------------------------------------- task
 
 
+@dataclass(frozen=True)
+class IdentityTrainingConfig(DictConfig):
+    """How a registry network is trained from random weights to tell people apart.
+
+    ``head``: ``cosine`` (CosFace: ``scale``, ``margin``) or ``linear``; SGD with Nesterov momentum,
+    ``warmup_steps`` of linear warmup then cosine decay to 1% of ``lr``; ``flip``: random horizontal
+    flips. A checkpoint is kept every ``keep_every`` steps; validation accuracy is logged every
+    ``validate_every`` steps (None: ``keep_every``).
+    """
+
+    config_name = "identity training"
+    config_error = TrainingError
+
+    backbone: str = "small-facenet"
+    steps: int = 1000
+    batch_size: int = 64
+    keep_every: int = 100
+    seed: int = 0
+    head: str = "cosine"
+    scale: float = 16.0
+    margin: float = 0.2
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_steps: int = 50
+    flip: bool = True
+    log_every: int = 10
+    validate_every: int | None = None
+    time_limit_s: float | None = None
+    device: str = "cpu"
+
+
 class IdentityTask(TrainTask):
     """Identity classification of uint8 chips: SGD with momentum, linear warmup then cosine decay."""
 
     kind = IDENTITY_KIND
 
-    def __init__(self, backbone: FaceBackbone, n_classes: int, total_steps: int, head: str = "cosine",
-                 scale: float = 16.0, margin: float = 0.2, lr: float = 0.1, momentum: float = 0.9,
-                 weight_decay: float = 5e-4, warmup_steps: int = 50, flip: bool = True,
-                 classes: Sequence[str] | None = None, val_images: np.ndarray | None = None,
-                 val_labels: np.ndarray | None = None, device: str | torch.device = "cpu"):
+    def __init__(self, backbone: FaceBackbone, classes: Sequence[str], config: IdentityTrainingConfig,
+                 validation: tuple[np.ndarray, np.ndarray] | None = None):
+        """``classes``: the people's names, in label order; ``validation``: (uint8 chips, label codes)."""
         super().__init__()
+        n_classes = len(classes)
         if n_classes < 2:
             raise TrainingError(f"identity training needs at least 2 people, got {n_classes}")
-        self.device = torch.device(device)
+        c = config
+        self.device = torch.device(c.device)
         self.backbone = backbone.to(self.device)
         self.models["backbone"] = backbone.net  # the registry's state-dict keys, so checkpoints load as backbones
-        self.models["head"] = make_head(head, backbone.spec.embedding_size, n_classes, scale, margin).to(self.device)
+        self.models["head"] = make_head(c.head, backbone.spec.embedding_size, n_classes, c.scale, c.margin) \
+            .to(self.device)
         params = [p for m in self.models.values() for p in m.parameters()]
-        self.optimizers["sgd"] = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+        self.optimizers["sgd"] = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
                                                  nesterov=True)
-        self.total_steps, self.flip = int(total_steps), bool(flip)
-        self.val_images, self.val_labels = val_images, val_labels
+        self.total_steps, self.flip = int(c.steps), bool(c.flip)
+        self.val_images, self.val_labels = validation if validation is not None else (None, None)
         spec = backbone.spec
         self._config = {
             "backbone": {"name": spec.name, "input_size": list(spec.input_size),
                          "embedding_size": spec.embedding_size},
-            "n_classes": int(n_classes), "classes": [str(c) for c in classes] if classes is not None else None,
-            "head": {"kind": head, "scale": float(scale), "margin": float(margin)},
-            "optim": {"lr": float(lr), "momentum": float(momentum), "weight_decay": float(weight_decay),
-                      "warmup_steps": int(warmup_steps), "schedule": "linear warmup, cosine to 1% of lr"},
+            "n_classes": int(n_classes), "classes": [str(name) for name in classes],
+            "head": {"kind": c.head, "scale": float(c.scale), "margin": float(c.margin)},
+            "optim": {"lr": float(c.lr), "momentum": float(c.momentum), "weight_decay": float(c.weight_decay),
+                      "warmup_steps": int(c.warmup_steps), "schedule": "linear warmup, cosine to 1% of lr"},
             "flip": self.flip,
         }
 
@@ -247,63 +280,73 @@ def split_per_identity(identities, eval_fraction: float = 0.3, max_eval_per_pers
 # --------------------------------------------------------------------------- training
 
 
-def train_identity_network(images: np.ndarray, identities, out_dir: str | Path, *, backbone: str = "small-facenet",
-                           steps: int = 1000, batch_size: int = 64, keep_every: int = 100, seed: int = 0,
-                           head: str = "cosine", scale: float = 16.0, margin: float = 0.2, lr: float = 0.1,
-                           weight_decay: float = 5e-4, warmup_steps: int = 50, flip: bool = True,
-                           val_images: np.ndarray | None = None, val_identities=None, log_every: int = 10,
-                           validate_every: int | None = None, time_limit_s: float | None = None,
-                           device: str = "cpu", resume: bool = False, ctx: DistributedContext | None = None,
-                           progress: bool = True) -> TrainResult:
-    """Train registry network ``backbone`` from random weights to tell ``identities`` apart.
+def train_identity_network(images: np.ndarray, identities, out_dir: str | Path,
+                           config: IdentityTrainingConfig | None = None, *, validation=None,
+                           ctx: DistributedContext | None = None, resume: bool = False, progress: bool = True,
+                           **settings) -> TrainResult:
+    """Train registry network ``config.backbone`` from random weights to tell ``identities`` apart.
 
-    ``images``: uint8 chips at the backbone's input size (see
-    :func:`face_chips`); ``identities``: one name (or id) per image. The
-    optional validation chips must show the training people; their accuracy
-    is logged to ``val.csv`` every ``validate_every`` steps (default
-    ``keep_every``). ``out_dir`` receives the Trainer's files; the initial
-    weights are saved as ``checkpoints/step_0000000.pt`` before the first step.
+    ``images``: uint8 chips at the backbone's input size (see :func:`face_chips`); ``identities``: one
+    name (or id) per image. ``validation``: optional (chips, identities) of the training people, whose
+    accuracy is logged to ``val.csv``. ``settings`` override fields of ``config`` (e.g. ``steps=2``;
+    ``val_images=``/``val_identities=`` are accepted for ``validation``). ``out_dir`` receives the
+    Trainer's files; the initial weights are saved as ``checkpoints/step_0000000.pt`` first.
     """
-    spec = get_spec(backbone)
-    for name, array in (("images", images), ("val_images", val_images)):
-        if array is None:
-            continue
-        if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 4 \
-                or tuple(array.shape[1:]) != (*spec.input_size, 3):
-            raise TrainingError(f"{name} must be uint8 chips of shape N x {spec.input_size[0]} x "
-                                f"{spec.input_size[1]} x 3 for {backbone!r} (make them with face_chips), got "
-                                f"{getattr(array, 'dtype', type(array).__name__)} {getattr(array, 'shape', '')}")
-    ids = pd.Series(np.asarray(identities, dtype=object)).astype(str)
-    if len(ids) != len(images):
-        raise TrainingError(f"{len(images)} images but {len(ids)} identities")
-    codes, classes = pd.factorize(ids, sort=True)
-    val_labels = None
-    if val_images is not None:
-        if val_identities is None or len(val_identities) != len(val_images):
-            raise TrainingError("val_images need one entry of val_identities each")
-        where = {name: i for i, name in enumerate(classes)}
-        val_ids = pd.Series(np.asarray(val_identities, dtype=object)).astype(str)
-        unknown = sorted(set(val_ids) - set(where))
-        if unknown:
-            raise TrainingError(f"validation people absent from training: {unknown[:5]}"
-                                f"{' ...' if len(unknown) > 5 else ''}; closed-set accuracy needs the same people")
-        val_labels = np.array([where[v] for v in val_ids], np.int64)
-    ctx = ctx or DistributedContext(device=device)
-    seed_everything(seed)  # the initial weights are the run's first randomness
-
-    net = create_backbone(backbone, pretrained=False, device=ctx.device)
-    task = IdentityTask(net, len(classes), steps, head=head, scale=scale, margin=margin, lr=lr,
-                        weight_decay=weight_decay, warmup_steps=warmup_steps, flip=flip, classes=list(classes),
-                        val_images=val_images, val_labels=val_labels, device=ctx.device)
-    settings = TrainerSettings(steps=steps, batch_size=batch_size, seed=seed, save_every=keep_every,
-                               keep_every=keep_every, log_every=log_every, sample_every=0,
-                               validate_every=keep_every if validate_every is None else validate_every,
-                               time_limit_s=time_limit_s, progress=progress)
+    if "val_images" in settings or "val_identities" in settings:
+        validation = (settings.pop("val_images", None), settings.pop("val_identities", None))
+    config = dataclasses.replace(config or IdentityTrainingConfig(), **settings)
+    codes, classes = _identity_codes(images, identities, config.backbone)
+    val_labels = _validation_labels(validation, classes, config.backbone)
+    ctx = ctx or DistributedContext(device=config.device)
+    config = dataclasses.replace(config, device=str(ctx.device))
+    seed_everything(config.seed)  # the initial weights are the run's first randomness
+    net = create_backbone(config.backbone, pretrained=False, device=ctx.device)
+    task = IdentityTask(net, list(classes), config, (validation[0], val_labels) if val_labels is not None else None)
+    c = config
+    schedule = TrainerSettings(steps=c.steps, batch_size=c.batch_size, seed=c.seed, save_every=c.keep_every,
+                               keep_every=c.keep_every, log_every=c.log_every, sample_every=0,
+                               validate_every=c.keep_every if c.validate_every is None else c.validate_every,
+                               time_limit_s=c.time_limit_s, progress=progress)
     data = ArrayData(images=images, labels=codes.astype(np.int64))
-    trainer = Trainer(task, data, out_dir, settings, ctx=ctx, resume=resume)
+    trainer = Trainer(task, data, out_dir, schedule, ctx=ctx, resume=resume)
     if trainer.step == 0:
         trainer.save()  # step 0: the random initialisation, the curve's first point
     return trainer.fit()
+
+
+def _check_chips(name: str, array, backbone: str) -> None:
+    spec = get_spec(backbone)
+    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 4 \
+            or tuple(array.shape[1:]) != (*spec.input_size, 3):
+        raise TrainingError(f"{name} must be uint8 chips of shape N x {spec.input_size[0]} x "
+                            f"{spec.input_size[1]} x 3 for {backbone!r} (make them with face_chips), got "
+                            f"{getattr(array, 'dtype', type(array).__name__)} {getattr(array, 'shape', '')}")
+
+
+def _identity_codes(images: np.ndarray, identities, backbone: str):
+    """(label codes, sorted class names) of the training chips' identities, after checking the chips."""
+    _check_chips("images", images, backbone)
+    ids = pd.Series(np.asarray(identities, dtype=object)).astype(str)
+    if len(ids) != len(images):
+        raise TrainingError(f"{len(images)} images but {len(ids)} identities")
+    return pd.factorize(ids, sort=True)
+
+
+def _validation_labels(validation, classes, backbone: str) -> np.ndarray | None:
+    """Label codes of the validation chips' people (who must all be training people), or None."""
+    if validation is None or validation[0] is None:
+        return None
+    val_images, val_identities = validation
+    _check_chips("val_images", val_images, backbone)
+    if val_identities is None or len(val_identities) != len(val_images):
+        raise TrainingError("val_images need one entry of val_identities each")
+    where = {name: i for i, name in enumerate(classes)}
+    val_ids = pd.Series(np.asarray(val_identities, dtype=object)).astype(str)
+    unknown = sorted(set(val_ids) - set(where))
+    if unknown:
+        raise TrainingError(f"validation people absent from training: {unknown[:5]}"
+                            f"{' ...' if len(unknown) > 5 else ''}; closed-set accuracy needs the same people")
+    return np.array([where[v] for v in val_ids], np.int64)
 
 
 # --------------------------------------------------------------------------- checkpoints back as backbones
