@@ -78,3 +78,33 @@ def test_mine_does_not_overshoot_heavy_tailed_student_t():
             X, y = task.sample(3000, random_state=seed)
             result = MINE(n_bootstrap=0, n_permutations=0, random_state=seed).estimate(X, y)
             assert result.estimate <= task.mi + 0.05, (task.name, seed, result.estimate)
+
+
+def test_person_disjoint_splits_keep_every_person_on_one_side():
+    from probes.expressivity.inputs import split_indices
+
+    rng = np.random.default_rng(0)
+    people = np.repeat(np.arange(60), rng.integers(1, 30, 60))
+    parts = split_indices(len(people), (0.5, 0.2, 0.3), np.random.default_rng(1), groups=people)
+    assert sum(len(p) for p in parts) == len(people)
+    seen = [set(people[p]) for p in parts]
+    assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
+    assert all(len(p) > 0.1 * len(people) for p in parts)
+
+
+def test_attribute_constant_within_person_is_not_read_through_identity():
+    # X carries only identity (a per-person random code); y is a per-person attribute unrelated to X's
+    # structure beyond identity. By image, a held-out face's person was seen in training and y leaks through
+    # identity; person-disjoint, nothing carries over.
+    from probes.expressivity import LinearProbe
+
+    rng = np.random.default_rng(2)
+    n_people, per = 80, 12
+    codes = rng.normal(size=(n_people, 40))
+    people = np.repeat(np.arange(n_people), per)
+    X = codes[people] + 0.1 * rng.normal(size=(len(people), 40))
+    y = rng.normal(size=n_people)[people]
+    by_image = LinearProbe(random_state=0, n_bootstrap=0, n_permutations=0).estimate(X, y)
+    by_person = LinearProbe(random_state=0, n_bootstrap=0, n_permutations=0).estimate(X, y, groups=people)
+    assert by_image.estimate > 0.3
+    assert by_person.estimate < 0.1

@@ -61,15 +61,19 @@ class MIEstimator(BaseEstimator):
     def _min_samples(self) -> int:
         return 20
 
-    def estimate(self, X, y) -> MIResult:
-        """Fit on (X, y) and return the :class:`MIResult`."""
-        return self.fit(X, y).result_
+    def estimate(self, X, y, groups=None) -> MIResult:
+        """Fit on (X, y) and return the :class:`MIResult` (``groups``: see :meth:`fit`)."""
+        return self.fit(X, y, groups).result_
 
-    def fit(self, X, y):
-        """Estimate I(X; y); the answer is in ``self.result_``. Returns ``self``."""
+    def fit(self, X, y, groups=None):
+        """Estimate I(X; y); the answer is in ``self.result_``. Returns ``self``.
+
+        ``groups`` (one label per row, e.g. the person): every split keeps a group on one side, so rows
+        that depend on each other (several images of one person) never sit on both sides of it.
+        """
         start = time.perf_counter()
         self._check_common_params()
-        data = check_inputs(X, y, self.attribute_kind, self._min_samples())
+        data = check_inputs(X, y, self.attribute_kind, self._min_samples(), groups)
         rng = np.random.default_rng(self.random_state)
         core = self._fit_core(data, rng)
         raw = float(core.raw)
@@ -115,7 +119,7 @@ class MIEstimator(BaseEstimator):
         y = data.y
         null = []
         for _ in range(self.n_permutations):
-            fitted = clone(worker).fit(data.X, y[rng.permutation(len(y))])
+            fitted = clone(worker).fit(data.X, y[rng.permutation(len(y))], data.groups)
             null.append(fitted.result_.diagnostics["raw_estimate"])
         return np.asarray(null)
 

@@ -21,10 +21,27 @@ class Checked:
     y: np.ndarray
     kind: str
     classes: np.ndarray | None  # original labels of the codes, discrete only
+    groups: np.ndarray | None = None  # int codes of the unit rows depend through (a person), or None
 
 
-def check_inputs(X, y, attribute_kind: str = "auto", min_samples: int = 20) -> Checked:
-    """Validate (X, y) and resolve the attribute kind; every failure names the argument."""
+def check_inputs(X, y, attribute_kind: str = "auto", min_samples: int = 20, groups=None) -> Checked:
+    """Validate (X, y) and resolve the attribute kind; every failure names the argument.
+
+    ``groups``: one label per row (e.g. the person) that splits must keep together."""
+    checked = _check_xy(X, y, attribute_kind, min_samples)
+    if groups is None:
+        return checked
+    groups = np.asarray(groups).reshape(-1)
+    if len(groups) != len(checked.X):
+        raise EstimationError(f"groups has {len(groups)} entries but X has {len(checked.X)} samples")
+    codes = np.unique(groups.astype(str), return_inverse=True)[1].astype(np.int64)
+    if codes.max() < 2:
+        raise EstimationError("groups has fewer than 3 distinct values: no group-disjoint split is possible")
+    checked.groups = codes
+    return checked
+
+
+def _check_xy(X, y, attribute_kind: str, min_samples: int) -> Checked:
     if attribute_kind not in ATTRIBUTE_KINDS:
         raise EstimationError(f"attribute_kind={attribute_kind!r}: expected one of {ATTRIBUTE_KINDS}")
     X = _as_features(X)
@@ -115,14 +132,19 @@ def _resolve_kind(y: np.ndarray, attribute_kind: str) -> str:
 
 
 def split_indices(n: int, fractions: tuple[float, ...], rng: np.random.Generator,
-                  strata: np.ndarray | None = None) -> list[np.ndarray]:
+                  strata: np.ndarray | None = None, groups: np.ndarray | None = None) -> list[np.ndarray]:
     """Random split of range(n) into len(fractions) parts, stratified by ``strata`` when given.
 
     Stratification uses randomised rounding per class, so a singleton class lands in each split
     with probability equal to its fraction (identity labels with 1-2 faces each are fine).
+    With ``groups`` the split keeps every group whole (no person on both sides: an attribute that is
+    constant within a person cannot then be read off through the person's identity); the groups are
+    shuffled and filled into the parts by their share of the rows; ``strata`` is then not used.
     """
     fractions = np.asarray(fractions, dtype=np.float64)
     cum = np.cumsum(fractions / fractions.sum())
+    if groups is not None:
+        return _group_split(np.asarray(groups), cum, rng)
     if strata is None:
         order = rng.permutation(n)
         bounds = np.round(cum * n).astype(int)
@@ -137,6 +159,18 @@ def split_indices(n: int, fractions: tuple[float, ...], rng: np.random.Generator
     u = (rank + offset) / np.repeat(sizes, sizes)
     part = np.minimum(np.searchsorted(cum, u, side="right"), len(fractions) - 1)
     return [np.sort(order[part == k]) for k in range(len(fractions))]
+
+
+def _group_split(groups: np.ndarray, cum: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Whole groups into parts: each group goes to the part where the middle of its rows falls."""
+    names, codes, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    order = rng.permutation(len(names))
+    ends = np.cumsum(sizes[order]) / len(groups)
+    middles = ends - sizes[order] / (2 * len(groups))
+    part_of_group = np.empty(len(names), np.int64)
+    part_of_group[order] = np.minimum(np.searchsorted(cum, middles, side="right"), len(cum) - 1)
+    part = part_of_group[codes.reshape(-1)]
+    return [np.flatnonzero(part == k) for k in range(len(cum))]
 
 
 class RankGauss:

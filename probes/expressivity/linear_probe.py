@@ -80,7 +80,7 @@ class LinearProbe(MIEstimator):
     def _fit_core(self, data: Checked, rng: np.random.Generator) -> FitCore:
         fractions = check_fractions(None, self.eval_fraction)
         strata = data.y if data.kind == "discrete" else None
-        train, test = split_indices(len(data.X), fractions, rng, strata)
+        train, test = split_indices(len(data.X), fractions, rng, strata, data.groups)
         if len(train) < 10 or len(test) < 10:
             raise EstimationError(f"X has {len(data.X)} samples: the train/eval split ({len(train)}/{len(test)}) "
                                   "leaves fewer than 10 on a side")

@@ -171,12 +171,12 @@ class NeuralMIEstimator(MIEstimator):
         self.n_threads = n_threads
         self.random_state = random_state
 
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
         previous = torch.get_num_threads()
         if self.n_threads is not None:
             torch.set_num_threads(int(self.n_threads))
         try:
-            return super().fit(X, y)
+            return super().fit(X, y, groups)
         finally:
             torch.set_num_threads(previous)
 
@@ -282,7 +282,7 @@ class NeuralMIEstimator(MIEstimator):
         """(train, val, test) row indices and the batch size; val and test in random order."""
         fractions = check_fractions(self.val_fraction, self.eval_fraction)
         strata = data.y if data.kind == "discrete" else None
-        train, val, test = split_indices(len(data.X), fractions, rng, strata)
+        train, val, test = split_indices(len(data.X), fractions, rng, strata, data.groups)
         batch_size = min(AUTO_BATCH, len(train)) if self.batch_size == "auto" else int(self.batch_size)
         if len(train) < max(batch_size, MIN_BATCH):
             raise EstimationError(

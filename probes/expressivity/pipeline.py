@@ -169,8 +169,11 @@ class ExpressivitySweep:
         timings["capture_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        # Images of one person share age and sex: with identities, attributes are estimated on person-disjoint
+        # splits so that a held-out face is never of a person seen in training.
+        people = faces.labels("identity") if "identity" in faces.attributes else None
         table = expressivity_sweep(features, labels, estimators=config.estimators, seeds=config.seeds,
-                                   layer_order=layers, n_jobs=config.jobs, progress=config.progress)
+                                   layer_order=layers, n_jobs=config.jobs, progress=config.progress, groups=people)
         timings["estimation_s"] = time.perf_counter() - t0
         table.insert(0, "backbone", config.backbone)
         table.insert(1, "dataset", faces.name)

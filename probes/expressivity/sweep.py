@@ -24,7 +24,7 @@ from .results import EstimationError, MIResult
 def expressivity_sweep(features: Mapping[str, np.ndarray], labels: Mapping[str, AttributeLabels],
                        estimators: Sequence[str] = ("probe",), seeds: Sequence[int] = (0,),
                        layer_order: Sequence[str] | None = None, estimator_params: Mapping[str, dict] | None = None,
-                       n_jobs: int = 1, progress: bool = True) -> pd.DataFrame:
+                       n_jobs: int = 1, progress: bool = True, groups: np.ndarray | None = None) -> pd.DataFrame:
     """Estimate I(layer; attribute) for every pair; one row per (layer, attribute, estimator, seed).
 
     Columns: layer, depth, relative_depth, attribute, attribute_kind, label_source, estimator,
@@ -33,6 +33,8 @@ def expressivity_sweep(features: Mapping[str, np.ndarray], labels: Mapping[str, 
     and ``n`` says how many remain. An estimator error is raised with the layer
     and attribute named, never turned into a NaN row. ``n_jobs`` > 1 runs the
     fits in that many worker processes (-1: one per CPU); results do not depend on it.
+    ``groups`` (one person per image, e.g. LFW's names): every attribute but identity itself is estimated
+    on person-disjoint splits, so an attribute constant within a person cannot be read through identity.
     """
     layers = list(layer_order or features)
     missing = [layer for layer in layers if layer not in features]
@@ -48,8 +50,11 @@ def expressivity_sweep(features: Mapping[str, np.ndarray], labels: Mapping[str, 
                                       f"{len(lab.values)} labels")
     keep = {attr: ~pd.isna(lab.values) for attr, lab in labels.items()}
     jobs = [(layer, attr, est, seed) for layer in layers for attr in labels for est in estimators for seed in seeds]
+    def groups_of(attr):
+        return None if groups is None or attr == "identity" else np.asarray(groups)[keep[attr]]
+
     calls = ((np.asarray(features[layer])[keep[attr]], labels[attr].values[keep[attr]], labels[attr].kind,
-              (layer, attr, est, seed), params.get(est, {})) for layer, attr, est, seed in jobs)
+              (layer, attr, est, seed), params.get(est, {}), groups_of(attr)) for layer, attr, est, seed in jobs)
     with tqdm(total=len(jobs), desc="expressivity", unit="fit", disable=not progress) as bar:
         results = _run_fits(calls, n_jobs, bar)
     rows = []
@@ -60,6 +65,9 @@ def expressivity_sweep(features: Mapping[str, np.ndarray], labels: Mapping[str, 
                      "estimator": est, "seed": seed, "estimate": result.estimate,
                      "estimate_bits": result.estimate_bits, "ci_low": result.ci_low, "ci_high": result.ci_high,
                      "p_value": result.p_value, "n": result.n_samples, "n_eval": result.n_eval,
+                     "split": "person-disjoint" if groups is not None and attr != "identity" else "by image",
+                     "ceiling_nats": result.diagnostics.get("label_entropy_nats"),
+                     "capped": bool(result.diagnostics.get("capped_at_entropy", False)),
                      "wall_time_s": result.wall_time_s})
     return pd.DataFrame(rows)
 
@@ -83,13 +91,13 @@ def _run_fits(calls: Iterable[tuple], n_jobs: int, bar) -> list[MIResult]:
 
 
 def _estimate(X: np.ndarray, y: np.ndarray, kind: str, job: tuple[str, str, str, int], params: dict,
-              threads: int | None = None) -> MIResult:
+              groups: np.ndarray | None = None, threads: int | None = None) -> MIResult:
     """One (layer, attribute, estimator, seed) ``job``; runs in a worker process when ``n_jobs`` > 1."""
     if threads is not None:  # workers share the cores: one torch pool each would oversubscribe them
         torch.set_num_threads(threads)
     layer, attr, est, seed = job
     estimator = make_estimator(est, random_state=seed, attribute_kind=kind, **params)
     try:
-        return estimator.estimate(X, y)
+        return estimator.estimate(X, y, groups)
     except EstimationError as exc:
         raise EstimationError(f"layer {layer!r}, attribute {attr!r}, estimator {est!r}: {exc}") from exc
