@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "identity_backbone, else dlib-resnet29)")
     m.add_argument("--independent-backbone", default=DEFAULT_INDEPENDENT_BACKBONE,
                    help="an independent face model (e.g. hse-mobilenet-vggface2, mobileface)")
-    m.add_argument("--age-labeller", default="faceapi-agegender", choices=("faceapi-agegender", "hse-agegender"))
+    m.add_argument("--age-labeller", default="hse-agegender", choices=("hse-agegender", "faceapi-agegender"),
+                   help="age/sex judge; faceapi-agegender was trained on UTKFace, so it is not independent there")
     m.add_argument("--pose-labeller", default="faceapi-headpose", help="yaw estimator ('none' skips yaw)")
     m.add_argument("--fmr", type=float, nargs="+", default=[1e-3], help="false match rates (first = headline)")
     m.add_argument("--no-lfw", action="store_true", help="thresholds from UTKFace impostor pairs, not LFW")

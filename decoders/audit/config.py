@@ -30,8 +30,11 @@ class AuditConfig:
       ``identity_backbone`` attribute, else ``dlib-resnet29``.
     - ``independent_backbone``: a second face model that took no part in
       training (default ``hse-mobilenet-vggface2``).
-    - ``age_labeller``: age/sex estimator other than the GAN's age loss
-      (``faceapi-agegender`` or ``hse-agegender``, or a labeller object);
+    - ``age_labeller``: age/sex estimator other than the GAN's age loss (``hse-agegender``, the
+      default, or ``faceapi-agegender``, or a labeller object). face-api's age/gender net was trained
+      on UTKFace (its README: 80/20 split), the faces the GANs train and are audited on, so it is no
+      independent judge there; HSE's heads are not known to have seen UTKFace (their authors report
+      it as a test set), so they judge by default;
       ``pose_labeller``: yaw (``faceapi-headpose``; None skips yaw).
     - ``fmrs``: false match rates; the first is the headline. Thresholds come
       from LFW's pairs.txt for each face model (``use_lfw``, ``data_root``,
@@ -57,7 +60,7 @@ class AuditConfig:
 
     train_backbone: str | FaceBackbone | None = None
     independent_backbone: str | FaceBackbone = DEFAULT_INDEPENDENT_BACKBONE
-    age_labeller: str | Labeller = "faceapi-agegender"
+    age_labeller: str | Labeller = "hse-agegender"
     pose_labeller: str | Labeller | None = "faceapi-headpose"
     fmrs: Sequence[float] = (1e-3,)
     thresholds: Mapping[str, Mapping[float, float]] | None = None
