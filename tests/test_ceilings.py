@@ -108,3 +108,17 @@ def test_attribute_constant_within_person_is_not_read_through_identity():
     by_person = LinearProbe(random_state=0, n_bootstrap=0, n_permutations=0).estimate(X, y, groups=people)
     assert by_image.estimate > 0.3
     assert by_person.estimate < 0.1
+
+
+def test_an_estimate_of_zero_never_comes_with_a_small_p_value():
+    from probes.expressivity import LinearProbe
+
+    zeros = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        X, y = rng.normal(size=(300, 8)), rng.normal(size=300)
+        result = LinearProbe(random_state=seed, n_bootstrap=0, n_permutations=50).estimate(X, y)
+        if result.estimate == 0.0:
+            zeros += 1
+            assert result.p_value == 1.0
+    assert zeros >= 1

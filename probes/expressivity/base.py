@@ -97,7 +97,9 @@ class MIEstimator(BaseEstimator):
                 null = np.asarray(core.heldout_null(self.n_permutations, rng), dtype=np.float64)
             else:
                 null = self._refit_null(data, rng)
-            p_value = float((1 + np.sum(null >= raw)) / (1 + len(null)))
+            # The test is of the reported estimate (clipped at 0), so an estimate of 0 never comes with a
+            # small p-value: a null value counts when it reaches the estimate as reported.
+            p_value = float((1 + np.sum(np.maximum(null, 0.0) >= max(raw, 0.0))) / (1 + len(null)))
             diag["null_mean"] = float(np.mean(null))
             diag["null_q95"] = float(np.quantile(null, 0.95))
 
