@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="estimator seeds (one row per seed)")
     p.add_argument("--projection-dim", type=int, default=512,
                    help="random projection for wider layers (memory); 0 keeps every channel")
+    p.add_argument("--pool", default="avg", choices=("avg", "max"),
+                   help="how a convolutional layer's H x W map becomes one vector")
     add_runtime(p, batch_size=64)
     p.add_argument("--jobs", type=int, default=-1,
                    help="worker processes for the estimates (-1: one per CPU core); results do not depend on it")
@@ -63,7 +65,7 @@ def config_from_args(args: argparse.Namespace) -> ExpressivityConfig:
         labels_csv=args.labels_csv, min_images_per_person=args.min_images_per_person, max_images=args.max_images,
         attributes=tuple(args.attributes), labels_from=args.labels_from, age_sex_labeller=args.age_sex_labeller,
         pose_labeller=args.pose_labeller, layers=tuple(args.layers) if args.layers else None,
-        estimators=tuple(args.estimator), seeds=tuple(args.seeds), projection_dim=args.projection_dim,
+        estimators=tuple(args.estimator), seeds=tuple(args.seeds), projection_dim=args.projection_dim, pool=args.pool,
         batch_size=args.batch_size, device=args.device, jobs=args.jobs, cache_dir=args.cache_dir,
         progress=not args.no_progress)
 

@@ -41,7 +41,9 @@ class ExpressivityConfig(DictConfig):
     ``folder`` (``data_root`` the image folder, ``labels_csv`` its labels); at most ``max_images`` of
     them, a subset drawn with ``seed``. ``labels_from``: where an attribute the dataset has comes from
     (``dataset`` or ``labeller``). ``layers``: tap layers (None: all of the backbone's).
-    ``projection_dim``: random projection of wider layers (0 or None keeps every channel).
+    ``projection_dim``: random projection of wider layers (0 or None keeps every channel); ``pool``:
+    how a convolutional layer's H x W map becomes one vector (``avg`` or ``max``). The table's
+    ``reduction`` column says what was done.
     ``seeds``: of the estimators, one row per seed. ``jobs``: worker processes for the estimates
     (-1: one per CPU core); results do not depend on it.
     """
@@ -65,11 +67,20 @@ class ExpressivityConfig(DictConfig):
     estimators: tuple[str, ...] = ("probe", "mine")
     seeds: tuple[int, ...] = (0,)
     projection_dim: int | None = 512
+    pool: str = "avg"
     batch_size: int = 64
     device: str = "cpu"
     jobs: int = -1
     cache_dir: str | None = None
     progress: bool = True
+
+
+def layer_reduction(capture: LayerCapture, layer: str, captured: np.ndarray) -> str:
+    """How ``layer``'s output became the vectors the estimators read (pooling, projection)."""
+    parts = [f"global {capture.pool} pooling of 4-D maps"]
+    if capture.projection_dim is not None and captured.shape[1] == capture.projection_dim:
+        parts.append(f"random projection to {capture.projection_dim} where wider")
+    return "; ".join(parts)
 
 
 def load_faces(config: ExpressivityConfig) -> FaceDataset:
@@ -163,7 +174,7 @@ class ExpressivitySweep:
         timings["labels_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        capture = LayerCapture(backbone, layers, projection_dim=config.projection_dim or None,
+        capture = LayerCapture(backbone, layers, pool=config.pool, projection_dim=config.projection_dim or None,
                                batch_size=config.batch_size, cache_dir=config.cache_dir, progress=config.progress)
         features = capture.capture(faces)
         timings["capture_s"] = time.perf_counter() - t0
@@ -176,6 +187,7 @@ class ExpressivitySweep:
                                    layer_order=layers, n_jobs=config.jobs, progress=config.progress, groups=people)
         timings["estimation_s"] = time.perf_counter() - t0
         table.insert(0, "backbone", config.backbone)
+        table["reduction"] = table["layer"].map(lambda layer: layer_reduction(capture, layer, features[layer]))
         table.insert(1, "dataset", faces.name)
         return ExpressivityResult(config, table, layers, faces.name, len(faces),
                                   {a: lab.source for a, lab in labels.items()}, backbone.weights_id, timings)
