@@ -60,3 +60,20 @@ def test_threshold_at_fmr_on_a_synthetic_impostor_set():
         assert realised_fmr(impostors, t) <= fmr  # never looser than stated
         assert realised_fmr(impostors, np.nextafter(t, -np.inf)) > fmr  # and the tightest such threshold
     assert min_impostors(1e-3) == 10_000 and min_impostors(1e-4) == 100_000
+
+
+def test_drift_summary_intervals_are_over_people_when_the_table_names_them():
+    import pandas as pd
+
+    from probes.template_drift.summary import summarise
+
+    rng = np.random.default_rng(5)
+    people = np.repeat([f"p{i}" for i in range(8)], 25)
+    verified = np.repeat(rng.random(8) < 0.5, 25)  # a person's images all verify or all fail
+    table = pd.DataFrame({"family": "noise", "variant": "", "strength": 0.1, "unit": "sd", "cosine": rng.random(200),
+                          "l2": rng.random(200), "verified": verified, "linf": 0.1, "image": np.arange(200)})
+    by_image = summarise(table).iloc[0]
+    by_person = summarise(table.assign(person=people)).iloc[0]
+    assert by_person["n_people"] == 8 and by_person["verified_rate"] == by_image["verified_rate"]
+    width = lambda row: row["verified_ci_high"] - row["verified_ci_low"]  # noqa: E731
+    assert width(by_person) > 2 * width(by_image)

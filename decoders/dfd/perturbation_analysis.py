@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -175,6 +176,8 @@ class PerturbationAnalysis:
                                         {j: recon_u8[j] for j in res.perturbed}))
             seconds[family] = round(time.perf_counter() - t0, 1)
         table = pd.concat([m.table for m in measured], ignore_index=True)
+        if "identity" in faces.attributes:  # intervals over people, not images
+            table["person"] = np.asarray(faces.labels("identity"), dtype=str)[table["image"].to_numpy()]
         summary = summarise(table)
         results = self._results(config, (faces, len(available)), settings, drift, threshold,
                                 decoder.config.image_size)

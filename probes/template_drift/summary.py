@@ -5,15 +5,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
+from ..stats import cluster_bootstrap_mean
 from .families import PerturbationError, get_family
 
 
 def summarise(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Per family, variant and strength: mean cosine and L2 with t-intervals, verified rate with a Wilson interval."""
+    """Per family, variant and strength: mean cosine and L2 with t-intervals, verified rate with a Wilson interval.
+
+    With a ``person`` column (several images of one person are not independent) every interval is a
+    bootstrap over people instead, and ``n_people`` says how many there were.
+    """
     from scipy import stats
 
+    if "person" in table.columns:
+        return _summarise_by_person(table, confidence)
     if table.empty:
         raise PerturbationError("the drift table is empty: nothing to summarise")
     out = []
@@ -30,6 +38,28 @@ def summarise(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
                 k = int(g[col].astype(bool).sum())
                 ci = stats.binomtest(k, n).proportion_ci(confidence, method="wilson")
                 row.update({f"{col}_rate": k / n, f"{col}_ci_low": float(ci.low), f"{col}_ci_high": float(ci.high)})
+        row["linf_max"] = float(g["linf"].max())
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _summarise_by_person(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    if table.empty:
+        raise PerturbationError("the drift table is empty: nothing to summarise")
+    out = []
+    for (family, variant, strength), g in table.groupby(["family", "variant", "strength"], sort=False):
+        people = g["person"].to_numpy()
+        row = {"family": family, "variant": variant, "strength": strength, "unit": g["unit"].iloc[0], "n": len(g),
+               "n_people": int(pd.Series(people).nunique())}
+        for col in ("cosine", "l2") + tuple(c for c in g.columns if c.startswith("recon_") and
+                                            c not in ("recon_verified",) and g[c].dtype != object):
+            m, lo, hi, _, _ = cluster_bootstrap_mean(g[col].to_numpy(np.float64), people, confidence=confidence)
+            row.update({f"{col}_mean": m, f"{col}_ci_low": lo, f"{col}_ci_high": hi})
+        for col in ("verified", "recon_verified"):
+            if col in g.columns and g[col].notna().all():
+                m, lo, hi, _, _ = cluster_bootstrap_mean(g[col].astype(bool).to_numpy(np.float64), people,
+                                                         confidence=confidence)
+                row.update({f"{col}_rate": m, f"{col}_ci_low": lo, f"{col}_ci_high": hi})
         row["linf_max"] = float(g["linf"].max())
         out.append(row)
     return pd.DataFrame(out)
