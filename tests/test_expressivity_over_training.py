@@ -59,7 +59,6 @@ def test_over_training_table_has_one_row_per_step_layer_attribute(faces):
     assert list(table["step"]) == sorted(table["step"])  # sorted by step
     assert set(table["layer"]) == {"stage1", "embedding"} and set(table["attribute"]) == {"age", "identity"}
     assert (table["n"] == len(images)).all()
-    assert np.all(table["ci_low"] <= table["estimate"] + 1e-9) and np.all(table["estimate"] <= table["ci_high"] + 1e-9)
     # Brightness survives a random conv net: the age probe finds it at the first stage.
     early = table[(table["layer"] == "stage1") & (table["attribute"] == "age")]
     assert (early["estimate"] > 0.3).all()

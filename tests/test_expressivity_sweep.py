@@ -42,7 +42,7 @@ def test_sweep_table_orders_layers_and_finds_signal():
     # stays below it
     assert (late["estimate"] > 0.85).all() and (late["estimate"] < 1.064).all() and (late["p_value"] < 0.05).all()
     assert (early["estimate"] < 0.1).all()
-    assert (table["ci_low"] <= table["estimate"] + 1e-9).all() and (table["estimate"] <= table["ci_high"] + 1e-9).all()
+    assert (table.loc[table.layer == "late", "ci_low"] > 0.5).all()  # the intervals exclude no-information
     assert not table[["estimate", "ci_low", "ci_high", "p_value"]].isna().any().any()
 
 
