@@ -116,12 +116,12 @@ def run_command(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespa
                 argv: Sequence[str] | None = None, name: str | None = None) -> int:
     """Parse ``argv``, apply the runtime options, call ``run(args)``; map errors to exit codes.
 
-    A :class:`FaceprobeError` prints one line ``error: ...`` (``NAME: error: ...`` when given a
-    ``name``) on stderr (no traceback) and returns 2, a :class:`RunFailure` returns 1; argparse's
-    own usage errors exit 2 as usual.
+    A :class:`FaceprobeError` prints one line ``PROG: error: ...`` on stderr, as argparse does for its
+    own usage errors (``name`` overrides the parser's prog), with no traceback, and returns 2; a
+    :class:`RunFailure` returns 1.
     """
     args = parser.parse_args(argv)
-    prefix = f"{name}: error:" if name else "error:"
+    prefix = f"{name or parser.prog}: error:"
     try:
         apply_runtime(args)
         run(args)
