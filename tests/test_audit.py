@@ -210,10 +210,11 @@ def test_invertible_models_are_inverted_once_and_source_groups_passed(tmp_path):
         def age(self, images, target, source_groups=None):
             return self.generate(self.invert(images, source_groups), target)
 
+    from decoders.audit.measure import generate_outputs
+
     faces = make_faces(10, seed=3)
     model = Invertible()
-    audit = AgingAudit(batch_size=4, progress=False)
-    outputs = audit._generate(model, faces, [0, 2], "inv")
+    outputs = generate_outputs(model, faces, [0, 2], "inv", batch_size=4)
     # Inverted once per batch (not once per target), with the faces' own groups.
     assert len(model.calls) == 3 and [g for call in model.calls for g in call] == faces.group.tolist()
     assert np.array_equal(outputs[2], np.clip(faces.images.astype(int) + 20, 0, 255))

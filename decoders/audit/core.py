@@ -98,11 +98,6 @@ class AgingAudit(AuditConfig):
                            {k: round(v, 2) for k, v in seconds.items()},
                            list(command) if command is not None else None)
 
-    def _generate(self, model, faces: AgingFaces, targets: Sequence[int], source: str, bar=None
-                  ) -> dict[int, np.ndarray]:
-        """Every face at every target with this audit's batch size (:func:`.measure.generate_outputs`)."""
-        return generate_outputs(model, faces, targets, source, int(self.batch_size), bar)
-
 
 def audit_targets(groups: AgeGroups, targets: Sequence[int] | None) -> list[int]:
     """The target groups to audit, sorted (all groups when None); AgingError names ``--targets`` if none."""
