@@ -7,7 +7,7 @@ Age and sex are UTKFace's own labels, yaw is estimated (faceapi-headpose).
 Every tap layer of each backbone is swept; the final layer's estimates and
 CIs decide the ordering, which is stated per backbone and estimator ("holds"
 only when each gap is larger than the CIs' overlap). Writes a CSV, a JSON and
-one figure per backbone next to ``--out``.
+one figure per backbone into the ``--out`` folder.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--estimators", nargs="+", default=["probe", "mine"])
     add_seed(parser)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    parser.add_argument("--out", default="results/dhar_reproduction",
-                        help="path prefix of the outputs: PREFIX.csv, PREFIX.json, PREFIX_BACKBONE.png")
+    parser.add_argument("--out", default="results",
+                        help="output folder: dhar_reproduction.csv, .json and dhar_reproduction_BACKBONE.png")
     return parser
 
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
     faces = load_faces(base)
     labels = label_faces(base, faces)  # once, for every backbone
     tables, verdicts = [], []
-    out = Path(args.out)
+    out = Path(args.out) / "dhar_reproduction"  # --out is a folder, as in every command
     out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.backbones:
         result = ExpressivitySweep(dataclasses.replace(base, backbone=name)).run(faces, labels)
