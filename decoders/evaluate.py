@@ -56,7 +56,6 @@ from probes.verification import IMPOSTOR_SETS
 from .dfd.attack import DEFAULT_FMRS, TYPE2_SOURCES, AttackEvaluation, AttackEvaluationConfig
 from .dfd.attack_result import format_table
 from .dfd.settings import run_and_save
-from .dfd.templates import cache_dir_option
 
 COMMAND = "decoders.evaluate"
 
@@ -92,7 +91,7 @@ def evaluate(args, command: list[str]) -> None:
         backbone_b=args.backbone_b, weights_b=args.weights_b, fmrs=tuple(args.fmr), impostors=args.impostors,
         max_pairs=args.max_pairs, max_images=args.max_images, split=args.split,
         type2_references=args.type2_references, type2_max_refs=args.type2_max_refs, gallery_size=args.gallery_size,
-        seed=args.seed, cache_dir=cache_dir_option(args.cache_dir), batch_size=args.batch_size, device=args.device,
+        seed=args.seed, cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device,
         progress=not args.no_progress)
     result = run_and_save(AttackEvaluation(config), args, command, fmrs="--fmr")
     for note in result.notes:

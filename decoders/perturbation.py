@@ -40,7 +40,6 @@ from probes.verification import IMPOSTOR_SETS
 from .dfd.perturbation_analysis import PerturbationAnalysis, PerturbationConfig
 from .dfd.perturbation_result import format_table
 from .dfd.settings import run_and_save
-from .dfd.templates import cache_dir_option
 
 COMMAND = "decoders.perturbation"
 
@@ -88,7 +87,7 @@ def analyse(args, command: list[str]) -> None:
         fmr=args.fmr, threshold=args.threshold, impostors=args.impostors, max_pairs=args.max_pairs,
         pgd_steps=args.pgd_steps, pgd_step_size=args.pgd_step_size, padding=args.padding, fill=args.fill,
         strip_images=args.strip_images, seed=args.seed, backbone=args.backbone, weights=args.weights,
-        cache_dir=cache_dir_option(args.cache_dir), batch_size=args.batch_size, device=args.device,
+        cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device,
         progress=not args.no_progress)
     result = run_and_save(PerturbationAnalysis(config), args, command)
     print(format_table(result.results))

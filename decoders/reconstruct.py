@@ -35,7 +35,6 @@ from probes.datasets import LAYOUTS
 
 from .dfd.reconstruction import Reconstruction, ReconstructionConfig
 from .dfd.settings import run_and_save
-from .dfd.templates import cache_dir_option
 
 COMMAND = "decoders.reconstruct"
 
@@ -66,7 +65,7 @@ def reconstruct(args, command: list[str]) -> None:
     config = ReconstructionConfig(
         checkpoint=args.checkpoint, images=args.images, dataset=args.dataset, split=args.split,
         templates=args.templates, layout=args.layout, max_images=args.max_images, backbone=args.backbone,
-        weights=args.weights, data_root=args.data_root, cache_dir=cache_dir_option(args.cache_dir),
+        weights=args.weights, data_root=args.data_root, cache_dir=args.cache_dir,
         lpips=not args.no_lpips, gallery_size=args.gallery_size, batch_size=args.batch_size, device=args.device,
         progress=not args.no_progress)
     result = run_and_save(Reconstruction(config), args, command)

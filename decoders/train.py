@@ -29,7 +29,6 @@ from probes.cli import (
 
 from .dfd.losses import LossConfig
 from .dfd.splits import DATASET_CHOICES
-from .dfd.templates import cache_dir_option
 from .dfd.training import DecoderTrainingResult, config_for_run, train_decoder
 
 
@@ -77,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 def train(args: argparse.Namespace) -> DecoderTrainingResult:
     config = config_for_run(args.out, vars(args), args.resume, args.overwrite)
     return train_decoder(config, args.out, args.resume, args.overwrite, data_root=args.data_root,
-                         device=args.device, cache_dir=cache_dir_option(args.cache_dir),
+                         device=args.device, cache_dir=args.cache_dir,
                          progress=not args.no_progress)
 
 

@@ -81,8 +81,14 @@ def add_seed(p: argparse.ArgumentParser, default: int = 0) -> None:
     p.add_argument("--seed", type=int, default=default, help="random seed (subsets, initialisation)")
 
 
+def cache_dir_value(value: str) -> str | bool:
+    """A ``--cache-dir`` value as the library takes it: "none" (any case) disables the cache (False),
+    anything else is the folder (not given: None, the default folder)."""
+    return False if value.lower() == "none" else value
+
+
 def add_cache_dir(p: argparse.ArgumentParser, what: str = "templates and features") -> None:
-    p.add_argument("--cache-dir", default=None,
+    p.add_argument("--cache-dir", default=None, type=cache_dir_value,
                    help=f"on-disk cache of {what} ('none' disables; default $FACEPROBE_HOME/cache)")
 
 

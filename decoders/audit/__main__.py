@@ -31,7 +31,6 @@ from probes.cli import (
 )
 from probes.outputs import check_output_folder
 
-from ..dfd.templates import cache_dir_option
 from .config import DEFAULT_INDEPENDENT_BACKBONE, EXPRESSIVITY_ATTRIBUTES
 from .core import AgingAudit
 from .faces import FaceSelection
@@ -99,7 +98,7 @@ def audit_from_args(args: argparse.Namespace) -> AgingAudit:
         train_backbone=args.train_backbone, independent_backbone=args.independent_backbone,
         age_labeller=args.age_labeller, pose_labeller=None if args.pose_labeller == "none" else args.pose_labeller,
         fmrs=args.fmr, data_root=args.data_root, use_lfw=not args.no_lfw, lfw_max_pairs=args.lfw_max_pairs,
-        cache_dir=cache_dir_option(args.cache_dir), max_estimator_mae=args.max_estimator_mae,
+        cache_dir=args.cache_dir, max_estimator_mae=args.max_estimator_mae,
         min_real_faces=args.min_real_faces, collapse_fraction=args.collapse_fraction,
         target_fraction=args.target_fraction, lpips_pairs=args.lpips_pairs,
         expressivity=None if args.expressivity == "none" else args.expressivity,

@@ -50,12 +50,6 @@ def default_cache_dir() -> Path:
     return cache_home() / "cache" / "decoder-targets"
 
 
-def cache_dir_option(value: str | None) -> str | None | bool:
-    """A ``--cache-dir`` value as the library takes it: "none" (any case) disables the cache (False),
-    nothing means the default folder (None), anything else is the folder."""
-    return False if (value or "").lower() == "none" else value
-
-
 @dataclass
 class Targets:
     """What the decoder trains on: templates, target chips and where they came from."""
