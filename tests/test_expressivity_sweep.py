@@ -100,3 +100,20 @@ def test_worker_processes_give_the_same_table():
     pd.testing.assert_frame_equal(serial[columns], parallel[columns])
     with pytest.raises(ValueError, match="n_jobs"):
         expressivity_sweep(features, labels, n_jobs=0, progress=False)
+
+
+def test_pooled_over_seeds_spans_the_split_to_split_spread():
+    from probes.expressivity.sweep import pool_over_seeds
+
+    features, labels = _synthetic()
+    table = expressivity_sweep(features, labels, estimators=["probe"], seeds=[0, 1, 2], estimator_params=FAST,
+                               progress=False)
+    pooled = pool_over_seeds(table)
+    assert len(pooled) == 2 and (pooled["n_seeds"] == 3).all()
+    for _, row in pooled.iterrows():
+        per_seed = table[(table.layer == row.layer) & (table.attribute == row.attribute)]
+        assert row.estimate == pytest.approx(per_seed["estimate"].mean())
+        assert row.seed_sd == pytest.approx(per_seed["estimate"].std())  # the splits do differ
+        # the pooled interval spans the split-to-split range of the estimates
+        assert row.ci_low <= per_seed["estimate"].min() and per_seed["estimate"].max() <= row.ci_high
+    assert (pooled.loc[pooled.layer == "late", "seed_sd"] > 0).all()

@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", nargs="+", default=None, help="tap layers (default: all of the backbone's)")
     p.add_argument("--estimator", nargs="+", default=["probe", "mine"], choices=sorted(ESTIMATORS))
     add_max_images(p, default=2000)
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="estimator seeds (one row per seed)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                   help="estimator seeds: each a new split and training seed (one row per seed in results.csv; "
+                        "results_pooled.csv and the figure pool them)")
     p.add_argument("--projection-dim", type=int, default=512,
                    help="random projection for wider layers (memory); 0 keeps every channel")
     p.add_argument("--pool", default="avg", choices=("avg", "max"),

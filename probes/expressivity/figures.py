@@ -31,7 +31,9 @@ def plot_expressivity(table: pd.DataFrame, title: str | None = None):
     fig, axes = plt.subplots(1, len(estimators), figsize=(6.5 * len(estimators), 4.2), squeeze=False, sharey=False)
     for ax, est in zip(axes[0], estimators):
         part = table[table["estimator"] == est]
-        mean = part.groupby(["attribute", "depth"], sort=True)[["estimate", "ci_low", "ci_high"]].mean().reset_index()
+        # Over seeds (new splits and training seeds): the mean, and the envelope of their intervals.
+        mean = part.groupby(["attribute", "depth"], sort=True).agg(
+            estimate=("estimate", "mean"), ci_low=("ci_low", "min"), ci_high=("ci_high", "max")).reset_index()
         for attr in attributes:
             line = mean[mean["attribute"] == attr]
             if line.empty:

@@ -28,7 +28,7 @@ from ..errors import FaceprobeError
 from ..outputs import atomic_write_bytes, provenance
 from .figures import plot_expressivity, save_figure
 from .labels import AttributeLabels, collect_labels
-from .sweep import expressivity_sweep
+from .sweep import expressivity_sweep, pool_over_seeds
 
 OUTPUT_FILES = ("results.csv", "results.json", "expressivity.png")
 
@@ -65,7 +65,7 @@ class ExpressivityConfig(DictConfig):
     pose_labeller: str = "faceapi-headpose"
     layers: tuple[str, ...] | None = None
     estimators: tuple[str, ...] = ("probe", "mine")
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = (0, 1, 2)  # three splits and training seeds: intervals cover their spread
     projection_dim: int | None = 512
     pool: str = "avg"
     batch_size: int = 64
@@ -134,10 +134,13 @@ class ExpressivityResult:
 
     def save(self, folder: str | Path, command: str | None = None, settings: dict | None = None) -> Path:
         """Write ``results.csv``, ``expressivity.png`` and ``results.json`` into ``folder`` (created if
-        needed; other files there are left alone); see :meth:`summary` for ``command`` and ``settings``."""
+        needed; other files there are left alone), and ``results_pooled.csv`` (:func:`pool_over_seeds`)
+        when there are several seeds; see :meth:`summary` for ``command`` and ``settings``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         write_table(folder / "results.csv", self.table)
+        if self.table["seed"].nunique() > 1:
+            write_table(folder / "results_pooled.csv", pool_over_seeds(self.table))
         save_figure(self.figure(), folder / "expressivity.png", dpi=130)
         write_summary(folder / "results.json", self.summary(command, settings))
         return folder

@@ -72,6 +72,24 @@ def expressivity_sweep(features: Mapping[str, np.ndarray], labels: Mapping[str, 
     return pd.DataFrame(rows)
 
 
+POOLED_KEYS = ("layer", "depth", "relative_depth", "attribute", "attribute_kind", "label_source", "estimator")
+
+
+def pool_over_seeds(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (layer, attribute, estimator) over the table's seeds (each a new split and training seed).
+
+    ``estimate`` is the mean over seeds; ``ci_low``/``ci_high`` the envelope of the seeds' 95% intervals
+    (lowest low, highest high), so the interval covers the spread between splits and training seeds as
+    well as the evaluation rows of each (conservative: wider than a 95% interval of the mean);
+    ``seed_sd`` the standard deviation of the estimates across seeds. With one seed it is that seed's row.
+    """
+    keys = [k for k in POOLED_KEYS if k in table.columns]
+    pooled = table.groupby(keys, sort=False).agg(
+        estimate=("estimate", "mean"), ci_low=("ci_low", "min"), ci_high=("ci_high", "max"),
+        seed_sd=("estimate", "std"), n_seeds=("seed", "nunique"), p_value=("p_value", "max"), n=("n", "first"))
+    return pooled.reset_index().sort_values(["estimator", "depth", "attribute"], kind="stable", ignore_index=True)
+
+
 def _run_fits(calls: Iterable[tuple], n_jobs: int, bar) -> list[MIResult]:
     """``_estimate(*call)`` for every call, in order: here, or in ``n_jobs`` worker processes."""
     if n_jobs == 1:
