@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> Path:
     print(f"{result.n_images} images, {len(result.layers)} layers x {len(result.label_sources)} attributes x "
           f"{len(config.estimators)} estimator(s): labels {t['labels_s']:.0f} s, capture {t['capture_s']:.0f} s, "
           f"estimation {t['estimation_s']:.0f} s")
-    print(f"wrote {out / 'results.csv'}, {out / 'results.json'} and {out / 'expressivity.png'}")
+    tables = [out / name for name in ("results.csv", "results_pooled.csv", "results.json") if (out / name).exists()]
+    print(f"wrote {', '.join(map(str, tables))} and {out / 'expressivity.png'}")
     return out
 
 
