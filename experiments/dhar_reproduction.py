@@ -21,7 +21,6 @@ import pandas as pd
 
 from probes.backbones import get_spec
 from probes.cli import add_data_root, add_max_images, add_seed, make_parser, run_command
-from probes.expressivity.figures import save_figure
 from probes.expressivity.pipeline import (
     ExpressivityConfig,
     ExpressivitySweep,
@@ -30,6 +29,7 @@ from probes.expressivity.pipeline import (
     write_summary,
     write_table,
 )
+from probes.outputs import save_figure
 
 ORDER = ("age", "sex", "yaw")
 

@@ -189,3 +189,41 @@ def provenance(packages: tuple[str, ...] = PROVENANCE_PACKAGES) -> dict:
     except (OSError, subprocess.SubprocessError):
         out["faceprobe_commit"] = None
     return out
+
+
+# --------------------------------------------------------------------------- JSON and figures
+
+
+def json_ready(value):
+    """JSON-ready: NaN/inf -> None, numpy scalars -> Python, tuples -> lists, recursively."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def json_records(frame) -> list[dict]:
+    """A pandas table's rows as JSON-ready dicts (NaN and infinities as None)."""
+    return json_ready(frame.to_dict(orient="records"))
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
+    """Write a matplotlib figure to ``path`` as a PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt  # heavy: imported only once a figure exists
+
+    try:
+        atomic_write_bytes(Path(path), lambda handle: fig.savefig(handle, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
+

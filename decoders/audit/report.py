@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from probes.images import data_uri
+from probes.outputs import json_ready
 
 from .figures import figure_png
 from .stats import format_ci
-from .views import breakdown_table, compact_json, headline_table, json_ready
+from .views import breakdown_table, compact_json, headline_table
 
 _CSS = """
 body{font-family:system-ui,-apple-system,sans-serif;margin:1.5em auto;max-width:1280px;color:#222;padding:0 1em}

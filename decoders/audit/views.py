@@ -3,45 +3,20 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from datetime import datetime, timezone
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from probes.outputs import json_ready, json_records
+
 from .stats import format_ci
-
-
-def json_ready(value):
-    """JSON-ready: NaN/inf -> None, numpy scalars -> Python, tuples -> lists, recursively."""
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_ready(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def compact_json(obj) -> str:
     """Indented JSON with lists of plain values kept on one line."""
     text = json.dumps(obj, indent=1)
     return re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
-
-
-def records(frame: pd.DataFrame) -> list[dict]:
-    """A table's rows as JSON-ready dicts."""
-    return json_ready(frame.to_dict(orient="records"))
 
 
 def ci_cell(row, percent: bool) -> str:
@@ -115,13 +90,13 @@ def results_dict(result) -> dict:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": result.command, "model": result.model, "data": result.data,
         "configuration": result.configuration, "flags": result.flags, "notes": result.notes,
-        "seconds": result.seconds, "headline": records(headline_table(result)),
-        "thresholds": records(tables["thresholds"]), "estimator_real": records(tables["estimator_real"]),
-        "confusion": records(tables["confusion"]), "confusion_real": records(tables["confusion_real"]),
-        "diversity": records(tables["diversity"]), "summary": records(tables["summary"]),
+        "seconds": result.seconds, "headline": json_records(headline_table(result)),
+        "thresholds": json_records(tables["thresholds"]), "estimator_real": json_records(tables["estimator_real"]),
+        "confusion": json_records(tables["confusion"]), "confusion_real": json_records(tables["confusion_real"]),
+        "diversity": json_records(tables["diversity"]), "summary": json_records(tables["summary"]),
         "tables": {name: f"tables/{name}.csv" for name in tables},
     }
     for name in ("expressivity", "decoder"):
         if name in tables:
-            out[name] = records(tables[name])
+            out[name] = json_records(tables[name])
     return json_ready(out)

@@ -22,7 +22,7 @@ import torch
 from probes.config import DictConfig
 from probes.datasets import LAYOUTS, FaceDataset, load_folder, subsample_indices
 from probes.images import load_image, to_uint8
-from probes.outputs import provenance
+from probes.outputs import json_records, provenance
 from probes.template_drift import (
     DEFAULT_POSITIONS,
     FAMILIES,
@@ -38,7 +38,7 @@ from probes.verification import pair_scores, thresholds_at_fmrs
 
 from .inputs import heldout_sets, load_trained_decoder, rebuild_backbone, run_folder, source_names
 from .lfw_scores import lfw_pair_scores
-from .perturbation_result import CleanDrawings, FamilyDrift, PerturbationResult, records
+from .perturbation_result import CleanDrawings, FamilyDrift, PerturbationResult
 from .scoring import decode, embed_chips
 from .settings import check_choice, check_positive, setting_error
 from .templates import weights_key
@@ -182,11 +182,12 @@ class PerturbationAnalysis:
         results = self._results(config, (faces, len(available)), settings, drift, threshold,
                                 decoder.config.image_size)
         results.update(
-            summary=records(summary),
+            summary=json_records(summary),
             verification_fails_at={"what": "smallest strength at which under half of the perturbed faces verify "
                                            "against their clean template (null: never among the strengths)",
-                                   "perturbed": records(failure_strengths(summary)),
-                                   "reconstruction": records(failure_strengths(summary, column="recon_verified_rate"))},
+                                   "perturbed": json_records(failure_strengths(summary)),
+                                   "reconstruction": json_records(
+                                       failure_strengths(summary, column="recon_verified_rate"))},
             files=None, seconds_per_family=seconds, seconds=round(time.perf_counter() - started, 1))
         plots = ["cosine"] + (["l2"] if drift.metric == "euclidean" else []) + ["verified", "recon_cosine"]
         return PerturbationResult(results, table, summary, measured, clean, plots)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +12,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from probes.images import save_png
-from probes.outputs import atomic_write_bytes, finite_or_none, write_csv, write_json
+from probes.outputs import save_figure, write_csv, write_json
 from probes.template_drift import get_family, plot_drift
 
 ATTACK_FAMILIES = ("noise", "fgsm", "pgd")
@@ -87,22 +86,6 @@ class PerturbationResult:
 
 def describe_threshold(threshold: float, metric: str) -> str:
     return f"L2 <= {-threshold:.3f}" if metric == "euclidean" else f"cos >= {threshold:.3f}"
-
-
-def records(frame: pd.DataFrame) -> list[dict]:
-    """A table's rows as JSON-ready dicts (NaN and infinities as None)."""
-    return [{k: (finite_or_none(v) if isinstance(v, float) else v) for k, v in row.items()}
-            for row in frame.to_dict("records")]
-
-
-def save_figure(fig, path: Path) -> None:
-    """A matplotlib figure as a PNG file (110 dpi), atomically; the figure is closed."""
-    import matplotlib.pyplot as plt  # heavy: only imported where a figure exists already
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, lambda h: h.write(buffer.getvalue()))
 
 
 # --------------------------------------------------------------------------- reconstruction strips

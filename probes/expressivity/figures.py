@@ -7,12 +7,10 @@ so the estimators and the sweep do not load them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..outputs import atomic_write_bytes
 from .labels import KNOWN_ATTRIBUTES
 
 
@@ -129,15 +127,6 @@ def _draw_curve(ax, line: pd.DataFrame, normalise: bool, label: str, color) -> N
         values = values / peak if peak > 0 else np.full_like(values, np.nan)
     ax.plot(line["step"], values[:, 0], marker="o", ms=3, label=label, color=color)
     ax.fill_between(line["step"], values[:, 1], values[:, 2], alpha=0.2, color=color)
-
-
-def save_figure(fig, path: str | Path, dpi: int) -> None:
-    """Write ``fig`` to ``path`` as a PNG, atomically, and close it."""
-    plt, _ = _pyplot()
-    try:
-        atomic_write_bytes(Path(path), lambda handle: fig.savefig(handle, format="png", dpi=dpi))
-    finally:
-        plt.close(fig)
 
 
 def _pyplot():

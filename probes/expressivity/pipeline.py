@@ -25,8 +25,8 @@ from ..capture import LayerCapture
 from ..config import DictConfig
 from ..datasets import FaceDataset, load_dataset
 from ..errors import FaceprobeError
-from ..outputs import atomic_write_bytes, provenance
-from .figures import plot_expressivity, save_figure
+from ..outputs import atomic_write_bytes, provenance, save_figure
+from .figures import plot_expressivity
 from .labels import AttributeLabels, collect_labels
 from .sweep import expressivity_sweep, pool_over_seeds
 

@@ -31,10 +31,10 @@ from ..backbones import BackboneSpec, get_spec
 from ..config import DictConfig
 from ..datasets import FaceDataset, load_lfw_people, load_utkface
 from ..errors import FaceprobeError
-from ..outputs import provenance
+from ..outputs import provenance, save_figure
 from ..training.identity import face_chips, load_identity_checkpoints, split_per_identity, train_identity_network
 from ..training.runs import read_log
-from .figures import plot_expressivity_over_training, save_figure
+from .figures import plot_expressivity_over_training
 from .labels import AttributeLabels, collect_labels
 from .over_training import expressivity_over_training
 from .pipeline import write_summary, write_table
