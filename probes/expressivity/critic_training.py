@@ -35,7 +35,7 @@ def encoded_scores(critic, ex, ey, shifts):
     return batch_scores(critic, ex, ey, shifts)
 
 
-def pair_scores(critic, x, y, shifts):
+def critic_scores(critic, x, y, shifts):
     """(joint, neg) of raw rows (x, y)."""
     return encoded_scores(critic, critic.encode_x(x), critic.encode_y(y), shifts)
 
@@ -139,7 +139,7 @@ class CriticTraining:
     def _validation_bound(self) -> float:
         self.critic.eval()
         with torch.no_grad():
-            return float(self.bound.value(*pair_scores(self.critic, *self.val, self.shifts_val)))
+            return float(self.bound.value(*critic_scores(self.critic, *self.val, self.shifts_val)))
 
     def _record(self, step, train, val, smoothed) -> None:
         for key, value in (("step", step), ("train", train), ("val", val), ("val_smoothed", smoothed)):

@@ -19,8 +19,8 @@ from .bounds import make_bound
 from .critic_training import (
     CriticTraining,
     TrainingSchedule,
+    critic_scores,
     evaluation_core,
-    pair_scores,
     random_shifts,
     thin_curve,
     zero_core,
@@ -263,7 +263,7 @@ class NeuralMIEstimator(MIEstimator):
                 "chosen_step": best["step"], "val_at_chosen": best["val"],
                 "val_smoothed_at_chosen": best["smoothed"], "train_at_chosen": best["train"]}
         with torch.no_grad():
-            diag["eval_bound_final_weights"] = float(bound.value(*pair_scores(critic, xte, yte, shifts_test)))
+            diag["eval_bound_final_weights"] = float(bound.value(*critic_scores(critic, xte, yte, shifts_test)))
         # Read-off: the kept (early-stopping) critic on the evaluation split.
         critic.load_state_dict(best["weights"])
         critic.eval()
