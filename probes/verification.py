@@ -194,6 +194,7 @@ class LFWScores:
     n_identities: int
     subset: str = "10_folds"
     n_pairs: int = 0
+    n_people_left_out: int = 0  # people excluded from every score (an attack's test people)
 
 
 def blocked_scores(a: np.ndarray, b: np.ndarray, keep, metric: str, block: int = 512) -> np.ndarray:

@@ -50,7 +50,7 @@ def lfw_pair_scores(backbone, data_root: str | Path | None = None, cache_dir=Non
     same = pairs.same[keep][kept_pairs]
     cross = cross_identity_scores(t[outside], ids[outside], metric)
     return LFWScores(metric, scores[same], scores[~same], cross, int(outside.sum()), len(set(ids[outside])),
-                     pairs.subset, int(kept_pairs.sum()))
+                     pairs.subset, int(kept_pairs.sum()), len(set(ids[~outside])))
 
 
 def threshold_record(scores: LFWScores, thresholds: list[FMRThreshold]) -> dict:
@@ -59,6 +59,7 @@ def threshold_record(scores: LFWScores, thresholds: list[FMRThreshold]) -> dict:
             "n_genuine": len(scores.genuine), "n_impostor_pairs": len(scores.impostor_pairs),
             "n_impostor_cross": len(scores.impostor_cross), "n_images": scores.n_images,
             "n_identities": scores.n_identities,
-            "cross_identity_set": "every unordered pair of distinct pair-file images with different LFW names, "
-                                  "the attack's test people left out",
+            "cross_identity_set": "every unordered pair of distinct pair-file images with different LFW names"
+                                  + (f", {scores.n_people_left_out} test people left out"
+                                     if scores.n_people_left_out else ""),
             "at_fmr": {f"{t.fmr:g}": asdict(t) for t in thresholds}}
