@@ -26,6 +26,15 @@ class IPCGANConfig(DictConfig):
     (75:30); ``identity`` 5 makes a drift of 0.05 in 1 - cosine cost as much as a
     typical GAN term, so the generator ages faces without turning them into
     someone else.
+
+    Pretrained age reader (off by default): ``age_reader`` names a
+    differentiable age labeller (``"faceapi-agegender"``, a regressor in years
+    with a sex head); ``age_regression`` weighs the L1 in years between its
+    reading of the aged face and the target group's midpoint, ``sex_keep`` the
+    cross-entropy of the aged face's P(male) against the source's, and
+    ``age_augment`` shows the reader a random view of each face (so the
+    generator cannot fool it with pixel-exact patterns). The audit judges age
+    with a different estimator.
     """
 
     config_name = "IPCGAN"
@@ -42,6 +51,10 @@ class IPCGANConfig(DictConfig):
     gan: float = 1.0
     identity: float = 5.0
     age: float = 0.4
+    age_reader: str = ""  # a differentiable age labeller for the age loss ("" = none)
+    age_regression: float = 0.0  # weight of |reader's age - target midpoint| (years)
+    sex_keep: float = 0.0  # weight of the reader's P(male) cross-entropy, aged vs source face
+    age_augment: bool = True  # the reader sees a random view of each face
     identity_batch: int = 0  # faces per batch that get the identity loss (0 = all); the backbone is the cost
     lr_g: float = 2e-4
     lr_d: float = 2e-4
@@ -58,7 +71,11 @@ class IPCGANConfig(DictConfig):
         require_positive_ints("IPCGAN", self, ("g_width", "g_blocks", "d_width", "classifier_steps",
                                                "classifier_width"))
         require_non_negative_ints("IPCGAN", self, ("identity_batch",))
-        require_finite_non_negative("IPCGAN loss weight", self, ("gan", "identity", "age"))
+        require_finite_non_negative("IPCGAN loss weight", self, ("gan", "identity", "age", "age_regression",
+                                                                 "sex_keep"))
+        if (self.age_regression > 0 or self.sex_keep > 0) and not self.age_reader:
+            raise AgingError("IPCGAN age_regression / sex_keep > 0 need an age_reader "
+                             "(a labeller name such as 'faceapi-agegender')")
         if self.gan == 0:
             raise AgingError("IPCGAN loss weight gan must be > 0 (without it the generator is not a GAN)")
         for name in ("lr_g", "lr_d"):
@@ -69,6 +86,10 @@ class IPCGANConfig(DictConfig):
     @property
     def uses_identity(self) -> bool:
         return self.identity > 0
+
+    @property
+    def uses_age_reader(self) -> bool:
+        return bool(self.age_reader) and (self.age_regression > 0 or self.sex_keep > 0)
 
     @property
     def uses_age_classifier(self) -> bool:
