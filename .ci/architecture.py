@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("probes", "decoders")
 # The shared bottom layer of ``probes``: infrastructure every other part uses and that imports nothing above it.
-BOTTOM_LAYER = ("cli", "config", "errors", "geometry", "images", "nn", "outputs", "resolve", "safe_pickle", "stats",
-                "tfjs", "tfjs_graph", "verification", "weight_files", "weights")
+BOTTOM_LAYER = ("cli", "config", "errors", "geometry", "images", "nn", "outputs", "resolve", "safe_pickle", "shipped",
+                "stats", "tfjs", "tfjs_graph", "verification", "weight_files", "weights")
 BEGIN, END = "<!-- import-graph:begin -->", "<!-- import-graph:end -->"
 
 

@@ -145,15 +145,19 @@ def test_load_generator_resolves_and_refuses(tmp_path):
     with pytest.raises(AgingError, match="trained on the ipcgan groups .* not the agecgan groups"):
         load_generator(f"{__name__}:make_collapsed", "agecgan")
     assert load_generator("identity", "ipcgan", 64).name == "identity"
+    # The references run without --groups / --image-size, at the IPCGAN groups and 64 px.
+    reference = load_generator("identity")
+    assert reference.groups == IPCGAN_GROUPS and reference.image_size == 64
+    assert load_generator("collapsed", "agecgan", 32).groups.name == "agecgan"
     with pytest.raises(AuditError, match="pass --groups"):
-        load_generator("identity")
+        load_generator("decoders.audit.references:identity", None, 64)
     with pytest.raises(AuditError, match="pass --image-size"):
         load_generator("decoders.audit.references:collapsed", "agecgan")
     with pytest.raises(AuditError, match="cannot import module 'no_such_module'"):
         load_generator("no_such_module:age", "ipcgan", 64)
     with pytest.raises(AuditError, match="has no attribute 'nope'"):
         load_generator("decoders.audit.references:nope", "ipcgan", 64)
-    with pytest.raises(AuditError, match="neither an existing checkpoint"):
+    with pytest.raises(AuditError, match="neither a shipped generator .*an existing checkpoint"):
         load_generator("not-a-file.pt")
     # A checkpoint of another architecture, and garbage: CheckpointError from the GAN loader.
     pytest.importorskip("decoders.aging.models")

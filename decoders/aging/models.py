@@ -26,6 +26,7 @@ from probes.errors import UnknownNameError
 from probes.training.checkpoints import CheckpointError, load_checkpoint
 
 from .groups import AgingModel
+from .shipped import GENERATORS, generator_state
 
 MODELS: dict[str, str] = {
     "ipcgan": "decoders.aging.ipcgan",
@@ -41,14 +42,28 @@ def gan_module(name: str) -> ModuleType:
     return importlib.import_module(MODELS[name])
 
 
+def aging_state(checkpoint: str | Path) -> dict:
+    """The checkpoint dict of a shipped generator's name, a shipped ``.safetensors`` file, a ``.pt`` file
+    or a run folder (a name's file is checked against its pinned sha256 first)."""
+    if isinstance(checkpoint, str) and checkpoint in GENERATORS:
+        state = generator_state(GENERATORS.path(checkpoint))
+        state["shipped_name"] = checkpoint
+        return state
+    if Path(checkpoint).suffix == ".safetensors":
+        return generator_state(checkpoint)
+    return load_checkpoint(checkpoint, map_location="cpu")
+
+
 def load_aging_model(checkpoint: str | Path, device: str = "cpu") -> AgingModel:
-    """A trained aging GAN from a ``.pt`` checkpoint or a run folder, ready for ``.age(images, target)``.
+    """A trained aging GAN, ready for ``.age(images, target)``: a shipped name (``ipcgan-utkface``;
+    :data:`~decoders.aging.shipped.GENERATORS`), a shipped ``.safetensors`` file, a ``.pt`` checkpoint or a
+    run folder.
 
     Raises :class:`~probes.training.checkpoints.CheckpointError` (naming the file) for
     a missing/corrupt file, a checkpoint of another kind, or weights that do
     not fit their architecture.
     """
-    state = load_checkpoint(checkpoint, map_location="cpu")
+    state = aging_state(checkpoint)
     kind = state.get("kind")
     if kind not in MODELS:
         raise CheckpointError(f"{state['path']} holds a {kind!r} run, not an aging GAN "

@@ -16,6 +16,7 @@ from probes.errors import DatasetError
 
 from ..aging.data import AgingFaces, load_aging_faces
 from ..aging.groups import AgingModel
+from ..aging.shipped import GENERATORS, heldout_faces
 from .sources import AuditError, FolderAging
 
 DEFAULT_HOLDOUT = 0.1
@@ -140,6 +141,9 @@ def _plan(selection: FaceSelection, model: AgingModel, checkpoint: str | Path | 
     sources, how, pool = None, None, {}
     if isinstance(model, FolderAging):
         sources, how = model.sources(), f"sources listed in {model.csv_as_given}"
+    elif holdout is None and isinstance(checkpoint, str) and checkpoint in GENERATORS:
+        sources = heldout_faces(checkpoint)
+        how = f"the faces shipped generator {checkpoint!r} was not trained on ({GENERATORS.what} registry)"
     elif holdout is None and checkpoint is not None and Path(str(checkpoint)).expanduser().exists():
         info = run_heldout(checkpoint)
         if info is not None and "sources" in info:

@@ -29,9 +29,12 @@ from ..aging.groups import (
     AgingModel,
 )
 from ..aging.models import load_aging_model
+from ..aging.shipped import GENERATORS
 from .references import REFERENCES, FunctionAging
 
 GROUPS = {"ipcgan": IPCGAN_GROUPS, "agecgan": AGECGAN_GROUPS}
+# What the built-in references (identity, collapsed) run at unless --groups / --image-size say otherwise.
+REFERENCE_DEFAULTS = {"groups": "ipcgan", "image_size": 64}
 
 
 class AuditError(FaceprobeError, ValueError):
@@ -147,16 +150,19 @@ def load_generator(spec: str, groups: str | AgeGroups | None = None, image_size:
                    device: str = "cpu") -> AgingModel:
     """The aging model ``spec`` names.
 
-    - an existing file or folder: a GAN checkpoint, read by
+    - the name of a shipped generator (``ipcgan-utkface``; :data:`decoders.aging.shipped.GENERATORS`);
+    - an existing file or folder: a GAN checkpoint or shipped ``.safetensors`` file, read by
       ``decoders.aging.models.load_aging_model`` (its errors, e.g.
       :class:`~probes.training.checkpoints.CheckpointError`, pass through);
     - ``module:attribute``: an AgingModel instance, a factory returning one (or
       returning an aging function), or an aging function ``(images, target)
       -> images`` (then ``groups`` and ``image_size`` are required);
-    - ``identity`` / ``collapsed``: a reference of :mod:`.references` (needs
-      ``groups`` and ``image_size``; see :func:`.references.reference_model`).
+    - ``identity`` / ``collapsed``: a reference of :mod:`.references` (``groups`` default
+      :data:`REFERENCE_DEFAULTS`' IPCGAN groups, ``image_size`` 64; see :func:`.references.reference_model`).
     """
     groups = groups_by_name(groups)
+    if spec in GENERATORS:
+        return check_model(load_aging_model(spec, device=device), f"--generator {spec}", groups)
     path = Path(str(spec)).expanduser()
     if path.exists():
         try:
@@ -165,11 +171,13 @@ def load_generator(spec: str, groups: str | AgeGroups | None = None, image_size:
             model = load_aging_model(path)
         return check_model(model, f"--generator {spec}", groups)
     if spec in REFERENCES:
-        size = _need_size(spec, groups, image_size)
+        groups = groups if groups is not None else GROUPS[REFERENCE_DEFAULTS["groups"]]
+        size = _need_size(spec, groups, REFERENCE_DEFAULTS["image_size"] if image_size is None else image_size)
         return FunctionAging(REFERENCES[spec], groups, size, name=spec)
     if not is_object_spec(str(spec)):
-        raise AuditError(f"--generator {spec!r} is neither an existing checkpoint, nor module:function, nor a "
-                         f"reference ({', '.join(REFERENCES)})")
+        raise AuditError(f"--generator {spec!r} is neither a shipped generator ("
+                         f"{', '.join(GENERATORS.names()) or 'none shipped'}), an existing checkpoint, "
+                         f"module:function, nor a reference ({', '.join(REFERENCES)})")
     parsed = parse_object_spec(str(spec), AuditError, what="--generator")
     if parsed.arg is not None:
         raise AuditError(f"--generator {spec!r}: an aging model takes no '=argument'")
