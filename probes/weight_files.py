@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import WeightFileError
+from .errors import WeightFileError, preview
 
 
 def user_weights_required(name: str, release: str, formats: str) -> WeightFileError:
@@ -77,11 +77,11 @@ def load_named_tensors(net: nn.Module, tensors: Mapping[str, torch.Tensor | np.n
              for k in state if k in tensors and tuple(np.shape(tensors[k])) != tuple(state[k].shape)]
     problems = []
     if missing:
-        problems.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+        problems.append(f"missing keys {preview(missing, 8, None)}")
     if unexpected:
-        problems.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
+        problems.append(f"unexpected keys {preview(unexpected, 8, None)}")
     if wrong:
-        problems.append(f"wrong shapes {wrong[:8]}{' ...' if len(wrong) > 8 else ''}")
+        problems.append(f"wrong shapes {preview(wrong, 8, None)}")
     if problems:
         raise WeightFileError(f"{source}: does not fit {type(net).__name__}: " + "; ".join(problems))
     net.load_state_dict({k: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)

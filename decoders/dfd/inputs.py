@@ -19,7 +19,7 @@ import torch
 
 from probes.backbones import create_backbone
 from probes.datasets import FaceDataset, load_lfw_people, load_utkface
-from probes.errors import DatasetError, FaceprobeError
+from probes.errors import DatasetError, FaceprobeError, preview
 from probes.training.checkpoints import CheckpointError, load_checkpoint, seed_everything
 
 from .checkpoint import load_decoder
@@ -128,7 +128,7 @@ def check_templates(templates, embedding_size: int, source: str) -> np.ndarray:
     if bad.any():
         rows = np.flatnonzero(bad)
         raise TemplateError(f"{source}: {len(rows)} template(s) contain NaN or infinite values (rows "
-                            f"{', '.join(map(str, rows[:10]))}{' ...' if len(rows) > 10 else ''})")
+                            f"{preview(rows, 10)})")
     return array
 
 
