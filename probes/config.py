@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, fields
+
+
+def known_fields(cls, values: Mapping) -> dict:
+    """The entries of ``values`` named after a field of the dataclass ``cls``; the others are left out."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in values.items() if k in names}
 
 
 class DictConfig:

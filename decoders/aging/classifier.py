@@ -11,7 +11,7 @@ this one.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probes.config import known_fields
 from probes.nn import evaluating
 from probes.training.checkpoints import CheckpointError, load_checkpoint, seed_everything
 from probes.training.data import ArrayData
@@ -51,8 +52,7 @@ class AgeClassifierConfig:
     @classmethod
     def from_dict(cls, values: dict) -> AgeClassifierConfig:
         """Unknown keys are ignored."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return cls(**known_fields(cls, values))
 
 
 class AgeGroupClassifier(nn.Module):

@@ -39,7 +39,7 @@ import math
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..config import known_fields
 from ..errors import TrainingError
 from .checkpoints import (
     FORMAT,
@@ -192,8 +193,7 @@ class TrainerSettings:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainerSettings:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return cls(**known_fields(cls, values))
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.0) -> float:
@@ -320,11 +320,16 @@ class Trainer:
             append_csv(self.out / "log.csv", row)
         return means
 
+    def _side_rng(self):
+        """A fork of the random state (this process's CUDA device's too) for samples and validation, so
+        neither moves the training's random stream."""
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() and "cuda" in str(self.ctx.device) else []
+        return torch.random.fork_rng(devices=devices)
+
     def _sample(self) -> None:
         if not self.ctx.is_main:
             return
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() and "cuda" in str(self.ctx.device) else []
-        with torch.random.fork_rng(devices=devices):
+        with self._side_rng():
             images = self.task.sample(self.step)
         if images is not None:
             save_grid(images, self.sample_dir / f"step_{self.step:07d}.png", self.task.sample_columns)
@@ -332,8 +337,7 @@ class Trainer:
     def _validate(self) -> None:
         if not self.ctx.is_main:
             return
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() and "cuda" in str(self.ctx.device) else []
-        with torch.random.fork_rng(devices=devices):
+        with self._side_rng():
             metrics = self.task.validate(self.step)
         if metrics:
             append_csv(self.out / "val.csv", {"step": self.step, "time_s": round(self.elapsed, 3), **metrics})
