@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from probes.backbones import create_backbone
+from probes.cli import setting_error
 from probes.datasets import FaceDataset, load_lfw_people, load_utkface
 from probes.errors import DatasetError, FaceprobeError, preview
 from probes.training.checkpoints import CheckpointError, load_checkpoint, seed_everything
 
 from .checkpoint import load_decoder
 from .model import DecoderConfig, FaceDecoder, TemplateError
-from .settings import ReconstructionError, setting_error
+from .settings import ReconstructionError
 from .templates import weights_key
 
 RUN_PARTS = ("lfw", "utkface")
