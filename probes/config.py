@@ -16,17 +16,20 @@ class DictConfig:
     """Mixin for (frozen) config dataclasses: ``to_dict`` / ``from_dict`` refusing unknown keys.
 
     Subclasses set ``config_name`` (used in messages) and ``config_error`` (the
-    exception raised for unknown keys).
+    exception raised for unknown keys), or ``ignore_unknown = True`` to leave unknown keys out.
     """
 
     config_name = "config"
     config_error: type[Exception] = ValueError
+    ignore_unknown = False
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict):
+        if cls.ignore_unknown:
+            return cls(**cls._decode(known_fields(cls, values)))
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

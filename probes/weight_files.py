@@ -75,13 +75,8 @@ def load_named_tensors(net: nn.Module, tensors: Mapping[str, torch.Tensor | np.n
     unexpected = sorted(set(tensors) - set(state))
     wrong = [f"{k}: file {tuple(np.shape(tensors[k]))} vs model {tuple(state[k].shape)}"
              for k in state if k in tensors and tuple(np.shape(tensors[k])) != tuple(state[k].shape)]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {preview(missing, 8, None)}")
-    if unexpected:
-        problems.append(f"unexpected keys {preview(unexpected, 8, None)}")
-    if wrong:
-        problems.append(f"wrong shapes {preview(wrong, 8, None)}")
+    problems = [f"{what} {preview(items, 8, None)}" for what, items in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)) if items]
     if problems:
         raise WeightFileError(f"{source}: does not fit {type(net).__name__}: " + "; ".join(problems))
     net.load_state_dict({k: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)

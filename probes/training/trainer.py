@@ -39,7 +39,7 @@ import math
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config import known_fields
+from ..config import DictConfig
 from ..errors import TrainingError
 from .checkpoints import (
     FORMAT,
@@ -164,7 +164,9 @@ class TrainTask:
 
 
 @dataclass
-class TrainerSettings:
+class TrainerSettings(DictConfig):
+    ignore_unknown = True  # from_dict leaves out keys it does not know
+
     steps: int = 1000
     batch_size: int = 32  # per process
     seed: int = 0
@@ -187,13 +189,6 @@ class TrainerSettings:
                 raise TrainingError(f"{name} must be an integer >= 0, got {value!r}")
         if self.time_limit_s is not None and not self.time_limit_s > 0:
             raise TrainingError(f"time_limit_s must be positive, got {self.time_limit_s}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainerSettings:
-        return cls(**known_fields(cls, values))
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.0) -> float:
