@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from _timing import load_average, timed
+from _timing import load_average, timed, write_record
 
 BACKBONES = ("dlib-resnet29", "hse-mobilenet-vggface2", "mobileface")
 LFW_FILES = ("results/lfw_verification.json", "results/lfw_verification_human.json")
@@ -233,10 +233,7 @@ def main(argv=None) -> int:
     }
     print_table(record, refs)
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1))
-    print(f"wrote {out}")
+    write_record(args.out, record)
     return 0
 
 if __name__ == "__main__":

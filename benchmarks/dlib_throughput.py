@@ -25,13 +25,12 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import argparse
 import importlib.util
-import json
 import platform
 import sys
 from pathlib import Path
 
 import numpy as np
-from _timing import load_average, timed
+from _timing import load_average, timed, write_record
 
 BATCH_SIZES = (1, 32, 128)
 CHIP_SIZE, CHIP_PADDING = 150, 0.25
@@ -244,10 +243,7 @@ def main(argv=None) -> int:
     }
     print_report(record, header)
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1))
-    print(f"wrote {out}")
+    write_record(args.out, record)
     return 0
 
 if __name__ == "__main__":
