@@ -1,10 +1,12 @@
-"""Timing helpers shared by the throughput benchmarks (scripts in this folder import it directly)."""
+"""Timing and output helpers shared by the throughput benchmarks (scripts in this folder import it directly)."""
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 
 def load_average() -> float:
@@ -24,3 +26,11 @@ def timed(run, n_images: int, repeats: int) -> dict:
     return {"images": n_images, "images_per_s": n_images / walls[best],
             "median_images_per_s": n_images / statistics.median(walls),
             "cpu_cores_busy": cpus[best] / walls[best], "wall_s": walls}
+
+
+def write_record(path: str | Path, record: dict) -> None:
+    """Write ``record`` as indented JSON to ``path`` (making its folder) and say where."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1))
+    print(f"wrote {out}")

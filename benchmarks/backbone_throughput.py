@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from _timing import load_average, timed
+from _timing import load_average, timed, write_record
 
 BACKBONES = ("dlib-resnet29", "hse-mobilenet-vggface2", "mobileface")
 LFW_FILES = ("results/lfw_verification.json", "results/lfw_verification_human.json")
@@ -92,7 +92,7 @@ def lfw_cell(figure) -> str:
     return f"{100 * figure['accuracy']:.2f}% [{figure['ref']}]"
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), help="registered backbone names")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the main columns (default 2)")
@@ -107,7 +107,83 @@ def main(argv=None) -> int:
     parser.add_argument("--lfw-results", nargs="+", default=list(LFW_FILES),
                         help="JSON files of experiments/lfw_verification.py to read accuracy from")
     parser.add_argument("--out", default="results/backbone_throughput.json", help="where to write the JSON")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def measure_backbone(backbone, name: str, args, thread_counts: list[int], batch_sizes: list[int],
+                     pool_size: int, lfw: dict) -> dict:
+    """One table row: ``backbone``'s images/s at every thread count and batch size, beside its LFW figures."""
+    import torch
+    from tqdm import tqdm
+
+    images, layout, source = test_images(backbone, pool_size, args.data_root)
+    dim = backbone.embed(images[:2], layout=layout).shape[1]
+    row = {"backbone": name, "input_size": list(backbone.spec.input_size), "embedding_size": dim,
+           "images": source, "layout": layout, "weights_id": backbone.weights_id,
+           "lfw": {align: lfw.get((name, align)) for align in ALIGN_NAMES}, "timings": []}
+    for align, figure in row["lfw"].items():
+        if figure and figure.get("weights_id") not in (None, backbone.weights_id):
+            print(f"warning: the LFW figure of {name} [{align}] in {figure['file']} was measured with "
+                  f"weights {figure['weights_id'][:12]}..., not the loaded {backbone.weights_id[:12]}...")
+    jobs = [(t, b) for t in thread_counts for b in batch_sizes]
+    for threads, b in tqdm(jobs, desc=name, leave=False):
+        torch.set_num_threads(threads)
+        n = max(b, args.max_images - args.max_images % b)
+        batch = images[:n] if n <= len(images) else np.concatenate([images] * -(-n // len(images)))[:n]
+        backbone.embed(batch[:min(b, 4)], layout=layout, batch_size=b)  # warm-up: allocations, caches
+        run = partial(backbone.embed, batch, layout=layout, batch_size=b)
+        row["timings"].append({"threads": threads, "batch": b, **timed(run, n, args.repeats)})
+    return row
+
+
+def print_table(record: dict, refs: dict[str, str]) -> None:
+    """The one table of ``record`` (what the JSON holds), where its LFW figures come from (``refs``: file ->
+    its number in the table), and how busy the machine was."""
+    rows, thread_counts, batch_sizes = record["backbones"], record["thread_counts"], record["batch_sizes"]
+    main_threads, cpus = record["threads"], record["cpu_count"]
+    load_before, load_after = record["load_average"]["before"], record["load_average"]["after"]
+
+    def speed(row, threads, b):
+        hit = [t for t in row["timings"] if t["threads"] == threads and t["batch"] == b]
+        return f"{hit[0]['images_per_s']:.1f}" if hit else "-"
+
+    thr_label = " / ".join(f"{t} thr" for t in thread_counts)
+    print(f"\nCPU images/s ({thr_label}); torch {record['torch']}, {record['machine']}, best of {record['repeats']} "
+          f"passes of <= {record['max_images']} images; images: {rows[0]['images'] if rows else '-'}")
+    head = (f"{'backbone':<24} {'input':>7} {'dim':>5} {'LFW crop':>13} {'LFW 5-point':>13} "
+            + " ".join(f"{'b=' + str(b):>13}" for b in batch_sizes))
+    print(head)
+    print("-" * len(head))
+    for row in rows:
+        size = "x".join(map(str, row["input_size"]))
+        cells = [" / ".join(speed(row, t, b) for t in thread_counts) for b in batch_sizes]
+        print(f"{row['backbone']:<24} {size:>7} {row['embedding_size']:>5} "
+              f"{lfw_cell(row['lfw']['crop']):>13} {lfw_cell(row['lfw']['landmarks']):>13} "
+              + " ".join(f"{c:>13}" for c in cells))
+    print("LFW: official 10-fold accuracy, read (not recomputed) from")
+    for name, ref in refs.items():
+        state = record["lfw_files"][name]
+        print(f"  [{ref}] {name}" + (" (missing)" if state == "missing" else f", written by `{state}`"))
+    print("  'LFW crop' = the backbone's documented crop of the 250x250 frame; "
+          "'LFW 5-point' = 5-point landmark alignment onto its template")
+    for row in rows:
+        for align, figure in row["lfw"].items():
+            if figure is None:
+                hint = LFW_COMMANDS.get(row["backbone"],
+                                        f"python experiments/lfw_verification.py --backbones {row['backbone']}")
+                print(f"  {row['backbone']} [{align}]: n/a (run {hint})")
+    busy = {row["backbone"]: max(t["cpu_cores_busy"] for t in row["timings"] if t["threads"] == main_threads)
+            for row in rows}
+    print(f"cores kept busy at {main_threads} thread(s), max over batch sizes: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in busy.items()))
+    print(f"load average {load_before:.2f} before, {load_after:.2f} after, on {cpus} CPU(s)")
+    if max(load_before, load_after) > 0.75 * cpus:
+        print("warning: the machine was busy (load average above 75% of the CPUs); timings are noisy "
+              "and low; rerun on an idle machine for reference figures")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.threads < 1 or args.repeats < 1 or args.max_images < 1 or min(args.batch_sizes) < 1:
         fail("--threads, --repeats, --max-images and --batch-sizes must be at least 1")
     if args.data_root is not None and not Path(args.data_root).is_dir():
@@ -117,7 +193,6 @@ def main(argv=None) -> int:
         os.environ.setdefault(var, str(args.threads))
 
     import torch
-    from tqdm import tqdm
 
     from probes.backbones import create_backbone
     from probes.errors import FaceprobeError
@@ -143,69 +218,10 @@ def main(argv=None) -> int:
             backbone = create_backbone(name)
         except FaceprobeError as exc:
             fail(f"cannot build {name}: {exc} (fetch weights with `python -m probes.weights fetch`)")
-        images, layout, source = test_images(backbone, pool_size, args.data_root)
-        dim = backbone.embed(images[:2], layout=layout).shape[1]
-        row = {"backbone": name, "input_size": list(backbone.spec.input_size), "embedding_size": dim,
-               "images": source, "layout": layout, "weights_id": backbone.weights_id,
-               "lfw": {align: lfw.get((name, align)) for align in ALIGN_NAMES}, "timings": []}
-        for align, figure in row["lfw"].items():
-            if figure and figure.get("weights_id") not in (None, backbone.weights_id):
-                print(f"warning: the LFW figure of {name} [{align}] in {figure['file']} was measured with "
-                      f"weights {figure['weights_id'][:12]}..., not the loaded {backbone.weights_id[:12]}...")
-        jobs = [(t, b) for t in thread_counts for b in batch_sizes]
-        for threads, b in tqdm(jobs, desc=name, leave=False):
-            torch.set_num_threads(threads)
-            n = max(b, args.max_images - args.max_images % b)
-            batch = images[:n] if n <= len(images) else np.concatenate([images] * -(-n // len(images)))[:n]
-            backbone.embed(batch[:min(b, 4)], layout=layout, batch_size=b)  # warm-up: allocations, caches
-            run = partial(backbone.embed, batch, layout=layout, batch_size=b)
-            row["timings"].append({"threads": threads, "batch": b, **timed(run, n, args.repeats)})
-        rows.append(row)
+        rows.append(measure_backbone(backbone, name, args, thread_counts, batch_sizes, pool_size, lfw))
     torch.set_num_threads(args.threads)
     load_after = load_average()
-
-    # ---- one table
-    def speed(row, threads, b):
-        hit = [t for t in row["timings"] if t["threads"] == threads and t["batch"] == b]
-        return f"{hit[0]['images_per_s']:.1f}" if hit else "-"
-
-    thr_label = " / ".join(f"{t} thr" for t in thread_counts)
-    print(f"\nCPU images/s ({thr_label}); torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"best of {args.repeats} passes of <= {args.max_images} images; images: {rows[0]['images'] if rows else '-'}")
-    head = (f"{'backbone':<24} {'input':>7} {'dim':>5} {'LFW crop':>13} {'LFW 5-point':>13} "
-            + " ".join(f"{'b=' + str(b):>13}" for b in batch_sizes))
-    print(head)
-    print("-" * len(head))
-    for row in rows:
-        size = "x".join(map(str, row["input_size"]))
-        cells = [" / ".join(speed(row, t, b) for t in thread_counts) for b in batch_sizes]
-        print(f"{row['backbone']:<24} {size:>7} {row['embedding_size']:>5} "
-              f"{lfw_cell(row['lfw']['crop']):>13} {lfw_cell(row['lfw']['landmarks']):>13} "
-              + " ".join(f"{c:>13}" for c in cells))
-    print("LFW: official 10-fold accuracy, read (not recomputed) from")
-    for name, ref in refs.items():
-        state = lfw_status[name]
-        print(f"  [{ref}] {name}" + (" (missing)" if state == "missing" else f", written by `{state}`"))
-    print("  'LFW crop' = the backbone's documented crop of the 250x250 frame; "
-          "'LFW 5-point' = 5-point landmark alignment onto its template")
-    for row in rows:
-        for align, figure in row["lfw"].items():
-            if figure is None:
-                hint = LFW_COMMANDS.get(row["backbone"],
-                                        f"python experiments/lfw_verification.py --backbones {row['backbone']}")
-                print(f"  {row['backbone']} [{align}]: n/a (run {hint})")
-    busy = {row["backbone"]: max(t["cpu_cores_busy"] for t in row["timings"] if t["threads"] == args.threads)
-            for row in rows}
-    print(f"cores kept busy at {args.threads} thread(s), max over batch sizes: "
-          + ", ".join(f"{k} {v:.2f}" for k, v in busy.items()))
-    print(f"load average {load_before:.2f} before, {load_after:.2f} after, on {cpus} CPU(s)")
-    if max(load_before, load_after) > 0.75 * cpus:
-        print("warning: the machine was busy (load average above 75% of the CPUs); timings are noisy "
-              "and low; rerun on an idle machine for reference figures")
-
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
+    record = {
         "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
         "threads": args.threads, "thread_counts": thread_counts, "repeats": args.repeats,
         "batch_sizes": batch_sizes, "max_images": args.max_images,
@@ -214,10 +230,11 @@ def main(argv=None) -> int:
         "load_average": {"before": load_before, "after": load_after},
         "lfw_files": {name: lfw_status[name] for name in args.lfw_results},
         "backbones": rows,
-    }, indent=1))
-    print(f"wrote {out}")
-    return 0
+    }
+    print_table(record, refs)
 
+    write_record(args.out, record)
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

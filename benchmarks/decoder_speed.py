@@ -55,7 +55,15 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main(argv=None) -> int:
+class Table(list):
+    """The result rows; each notes the peak resident memory when it is added."""
+
+    def add(self, what: str, value: float, unit: str, note: str = "") -> None:
+        self.append({"what": what, "value": round(value, 3), "unit": unit, "max_rss_mib": round(max_rss_mib(), 1),
+                     "note": note})
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-root", default=os.environ.get("FACEPROBE_DATA"))
     p.add_argument("--n", type=int, default=64, help="LFW images for the caching benchmark")
@@ -65,39 +73,19 @@ def main(argv=None) -> int:
     p.add_argument("--width", type=float, default=1.0, help="decoder channel multiplier (default 1)")
     p.add_argument("--steps", type=int, default=3, help="repeats per measurement")
     p.add_argument("--out", help="write the table as JSON here")
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    return p
 
+
+def time_decoder(rows: Table, decoder, backbone, templates: torch.Tensor, targets: torch.Tensor, steps: int) -> None:
+    """Inference, then one training step under three loss configurations, in images/s."""
     from decoders.dfd.losses import LossConfig, ReconstructionLoss
-    from decoders.dfd.model import DecoderConfig, FaceDecoder
-    from decoders.dfd.templates import compute_targets
-    from probes.backbones import create_backbone
 
-    rows = []
-
-    def row(what, value, unit, note=""):
-        rows.append({"what": what, "value": round(value, 3), "unit": unit, "max_rss_mib": round(max_rss_mib(), 1),
-                     "note": note})
-
-    try:
-        backbone = create_backbone("dlib-resnet29")
-        weights = "pretrained"
-    except Exception as exc:  # noqa: BLE001 - weights not fetched: same cost with random weights
-        backbone = create_backbone("dlib-resnet29", pretrained=False)
-        weights = f"random-init ({type(exc).__name__})"
-    backbone.requires_grad_(False)
-    b, s = args.batch_size, args.image_size
-    torch.manual_seed(0)
-    decoder = FaceDecoder(DecoderConfig(embedding_size=128, image_size=s, width=args.width))
-    templates = torch.randn(b, 128)
-    targets = torch.rand(b, 3, s, s)
-    row("decoder parameters", decoder.num_parameters() / 1e6, "M")
-
+    b = len(templates)
     decoder.eval()
     with torch.no_grad():
         decoder(templates)  # warm-up
-        t = timed(lambda: decoder(templates), args.steps)
-    row("decoder inference", b / t, "img/s", f"batch {b}, eval, no grad")
+        t = timed(lambda: decoder(templates), steps)
+    rows.add("decoder inference", b / t, "img/s", f"batch {b}, eval, no grad")
 
     decoder.train()
     opt = torch.optim.Adam(decoder.parameters(), lr=1e-4)
@@ -116,26 +104,56 @@ def main(argv=None) -> int:
             opt.step()
 
         step()  # warm-up
-        t = timed(step, args.steps)
-        row(name, b / t, "img/s", f"batch {b}, forward + backward + Adam")
+        t = timed(step, steps)
+        rows.add(name, b / t, "img/s", f"batch {b}, forward + backward + Adam")
+
+
+def time_template_cache(rows: Table, backbone, data_root: str, n: int, image_size: int) -> None:
+    """Templates and target chips of ``n`` LFW images: first call (decode, embed, write) vs a cache hit."""
+    from decoders.dfd.templates import compute_targets
+    from probes.datasets import load_lfw_people
+
+    lfw = load_lfw_people(data_root, max_images=n, seed=0)
+    with tempfile.TemporaryDirectory() as cache:
+        t0 = time.perf_counter()
+        first = compute_targets(backbone, lfw, image_size, cache_dir=cache, progress=False)
+        t_first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        second = compute_targets(backbone, lfw, image_size, cache_dir=cache, progress=False)
+        t_second = time.perf_counter() - t0
+        assert second.cache_hits == (True, True) and np.array_equal(first.templates, second.templates)
+        size = sum(f.stat().st_size for f in Path(cache).iterdir()) / 2 ** 20
+    rows.add(f"targets for {len(lfw)} LFW images, first call", t_first, "s",
+             f"{len(lfw) / t_first:.1f} img/s: decode + embed + write")
+    rows.add(f"targets for {len(lfw)} LFW images, cached", t_second, "s", f"cache {size:.1f} MiB on disk")
+    rows.add("template cache speed-up", t_first / max(t_second, 1e-9), "x")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from decoders.dfd.model import DecoderConfig, FaceDecoder
+    from probes.backbones import create_backbone
+
+    rows = Table()
+    try:
+        backbone = create_backbone("dlib-resnet29")
+        weights = "pretrained"
+    except Exception as exc:  # noqa: BLE001 - weights not fetched: same cost with random weights
+        backbone = create_backbone("dlib-resnet29", pretrained=False)
+        weights = f"random-init ({type(exc).__name__})"
+    backbone.requires_grad_(False)
+    b, s = args.batch_size, args.image_size
+    torch.manual_seed(0)
+    decoder = FaceDecoder(DecoderConfig(embedding_size=128, image_size=s, width=args.width))
+    templates = torch.randn(b, 128)
+    targets = torch.rand(b, 3, s, s)
+    rows.add("decoder parameters", decoder.num_parameters() / 1e6, "M")
+    time_decoder(rows, decoder, backbone, templates, targets, args.steps)
 
     if args.data_root:
-        from probes.datasets import load_lfw_people
-
-        lfw = load_lfw_people(args.data_root, max_images=args.n, seed=0)
-        with tempfile.TemporaryDirectory() as cache:
-            t0 = time.perf_counter()
-            first = compute_targets(backbone, lfw, s, cache_dir=cache, progress=False)
-            t_first = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            second = compute_targets(backbone, lfw, s, cache_dir=cache, progress=False)
-            t_second = time.perf_counter() - t0
-            assert second.cache_hits == (True, True) and np.array_equal(first.templates, second.templates)
-            size = sum(f.stat().st_size for f in Path(cache).iterdir()) / 2 ** 20
-        row(f"targets for {len(lfw)} LFW images, first call", t_first, "s",
-            f"{len(lfw) / t_first:.1f} img/s: decode + embed + write")
-        row(f"targets for {len(lfw)} LFW images, cached", t_second, "s", f"cache {size:.1f} MiB on disk")
-        row("template cache speed-up", t_first / max(t_second, 1e-9), "x")
+        time_template_cache(rows, backbone, args.data_root, args.n, s)
     else:
         print("no --data-root / FACEPROBE_DATA: caching benchmark skipped", file=sys.stderr)
 
@@ -152,7 +170,6 @@ def main(argv=None) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"header": header, "command": sys.argv, "rows": rows}, indent=1))
     return 0
-
 
 if __name__ == "__main__":
     with warnings.catch_warnings():

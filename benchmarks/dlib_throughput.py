@@ -25,13 +25,12 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import argparse
 import importlib.util
-import json
 import platform
 import sys
 from pathlib import Path
 
 import numpy as np
-from _timing import load_average, timed
+from _timing import load_average, timed, write_record
 
 BATCH_SIZES = (1, 32, 128)
 CHIP_SIZE, CHIP_PADDING = 150, 0.25
@@ -125,7 +124,7 @@ def chip_template(chips, detector, predictor):
                      "2/3 = outer/inner corner of the eye on the image's left, 4 = base of the nose"}
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=os.environ.get("FACEPROBE_DATA"),
                         help="folder holding utkface/ and lfw_home/ (default: $FACEPROBE_DATA)")
@@ -135,7 +134,66 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per batch size; the best is reported")
     parser.add_argument("--models-dir", help="folder with dlib's .dat files (default: face-recognition-models')")
     parser.add_argument("--out", default="results/dlib_throughput.json", help="where to write the JSON results")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def time_engines(port, dlib_net, chips: np.ndarray, repeats: int) -> list[dict]:
+    """Images/s of the port (at THREADS and at 1 thread) and of dlib's own network, per batch size."""
+    import torch
+
+    n, chip_list = len(chips), list(chips)
+
+    def run_port(b, count=n):
+        return lambda: [port.embed(chips[i:i + b], layout="chip", batch_size=b) for i in range(0, count, b)]
+
+    def run_dlib(b, count=n):
+        if b == 1:  # the single-chip overload
+            return lambda: [dlib_net.compute_face_descriptor(c) for c in chip_list[:count]]
+        return lambda: [dlib_net.compute_face_descriptor(chip_list[i:i + b]) for i in range(0, count, b)]
+
+    rows = []
+    for b in BATCH_SIZES:
+        if b > n:
+            continue
+        # "port-1thread" is the like-for-like row: this dlib build runs its network on one core.
+        for name, make, threads in (("port", run_port, THREADS), ("port-1thread", run_port, 1),
+                                    ("dlib", run_dlib, THREADS)):
+            torch.set_num_threads(threads)
+            make(b, b)()  # warm-up: one batch (allocations, caches)
+            rows.append({"engine": name, "batch": b, **timed(make(b, n - n % b), n - n % b, repeats)})
+    torch.set_num_threads(THREADS)
+    return rows
+
+
+def print_report(record: dict, header: str) -> None:
+    """``header``, then the speeds, the descriptors' agreement and the chip template of ``record`` (the JSON)."""
+    n, template = record["n_chips"], record["chip_template"]
+    cosine, l2 = record["cosine"], record["l2"]
+    print(header)
+    print(f"{'batch':>5} | {'port img/s':>10} | {'dlib img/s':>10} | {'port/dlib':>9} | "
+          f"{'port 1 thread img/s':>19} | {'cores busy port/dlib':>20}")
+    for b in BATCH_SIZES:
+        by = {r["engine"]: r for r in record["timings"] if r["batch"] == b}
+        if len(by) < 3:
+            continue
+        p, p1, d = by["port"], by["port-1thread"], by["dlib"]
+        print(f"{b:>5} | {p['images_per_s']:>10.1f} | {d['images_per_s']:>10.1f} | "
+              f"{p['images_per_s'] / d['images_per_s']:>8.2f}x | {p1['images_per_s']:>10.1f} "
+              f"({p1['images_per_s'] / d['images_per_s']:>5.2f}x) | "
+              f"{p['cpu_cores_busy']:>9.2f} / {d['cpu_cores_busy']:<8.2f}")
+    print(f"descriptor agreement over {n} chips: cosine mean {cosine['mean']:.5f}, min {cosine['min']:.5f}; "
+          f"L2 mean {l2['mean']:.4f}, max {l2['max']:.4f} (dlib's same-person threshold is 0.6)")
+    if template:
+        print(f"5-point template on {CHIP_SIZE}x{CHIP_SIZE} chips (dlib landmarks detected on "
+              f"{template['chips_with_face']}/{n} chips), x, y in px:")
+        for i, ((x, y), (sx, sy)) in enumerate(zip(template["points_px"], template["std_px"])):
+            print(f"  {i}: ({x:6.2f}, {y:6.2f})  std ({sx:.2f}, {sy:.2f})")
+    if record["load_average"] > 0.75 * (record["cpu_count"] or 1):
+        print("note: the machine was busy (load average above 75% of the CPUs); timings are noisy")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if not args.data_root or not Path(args.data_root).is_dir():
         fail("pass --data-root DIR (or set FACEPROBE_DATA): the folder holding utkface/ and lfw_home/")
     if args.n < 1:
@@ -161,62 +219,19 @@ def main(argv=None) -> int:
     print(f"{n} chips {CHIP_SIZE}x{CHIP_SIZE} (padding {CHIP_PADDING}) from {args.dataset}; "
           f"{skipped} image(s) without a face skipped")
 
-    chip_list = list(chips)
     ours = port.embed(chips, layout="chip", batch_size=32)
-    theirs = np.asarray([np.asarray(dlib_net.compute_face_descriptor(c)) for c in chip_list], np.float32)
+    theirs = np.asarray([np.asarray(dlib_net.compute_face_descriptor(c)) for c in chips], np.float32)
     cosine = (ours * theirs).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
     l2 = np.linalg.norm(ours - theirs, axis=1)
-
-    def run_port(b, count=n):
-        return lambda: [port.embed(chips[i:i + b], layout="chip", batch_size=b) for i in range(0, count, b)]
-
-    def run_dlib(b, count=n):
-        if b == 1:  # the single-chip overload
-            return lambda: [dlib_net.compute_face_descriptor(c) for c in chip_list[:count]]
-        return lambda: [dlib_net.compute_face_descriptor(chip_list[i:i + b]) for i in range(0, count, b)]
-
-    rows = []
-    for b in BATCH_SIZES:
-        if b > n:
-            continue
-        # "port-1thread" is the like-for-like row: this dlib build runs its network on one core.
-        for name, make, threads in (("port", run_port, THREADS), ("port-1thread", run_port, 1),
-                                    ("dlib", run_dlib, THREADS)):
-            torch.set_num_threads(threads)
-            make(b, b)()  # warm-up: one batch (allocations, caches)
-            rows.append({"engine": name, "batch": b, **timed(make(b, n - n % b), n - n % b, args.repeats)})
-    torch.set_num_threads(THREADS)
-
+    rows = time_engines(port, dlib_net, chips, args.repeats)
     template = chip_template(chips, detector, predictor)
 
     load = load_average()
-    print(f"torch threads = {THREADS} (torch {torch.__version__}); dlib {dlib.__version__} "
-          f"(CPU, BLAS {'on' if dlib.DLIB_USE_BLAS else 'off'}, AVX {'on' if dlib.USE_AVX_INSTRUCTIONS else 'off'}); "
-          f"{os.cpu_count()} CPU(s), load average {load:.2f}; best of {args.repeats} passes over {n} chips")
-    print(f"{'batch':>5} | {'port img/s':>10} | {'dlib img/s':>10} | {'port/dlib':>9} | "
-          f"{'port 1 thread img/s':>19} | {'cores busy port/dlib':>20}")
-    for b in BATCH_SIZES:
-        by = {r["engine"]: r for r in rows if r["batch"] == b}
-        if len(by) < 3:
-            continue
-        p, p1, d = by["port"], by["port-1thread"], by["dlib"]
-        print(f"{b:>5} | {p['images_per_s']:>10.1f} | {d['images_per_s']:>10.1f} | "
-              f"{p['images_per_s'] / d['images_per_s']:>8.2f}x | {p1['images_per_s']:>10.1f} "
-              f"({p1['images_per_s'] / d['images_per_s']:>5.2f}x) | "
-              f"{p['cpu_cores_busy']:>9.2f} / {d['cpu_cores_busy']:<8.2f}")
-    print(f"descriptor agreement over {n} chips: cosine mean {cosine.mean():.5f}, min {cosine.min():.5f}; "
-          f"L2 mean {l2.mean():.4f}, max {l2.max():.4f} (dlib's same-person threshold is 0.6)")
-    if template:
-        print(f"5-point template on {CHIP_SIZE}x{CHIP_SIZE} chips (dlib landmarks detected on "
-              f"{template['chips_with_face']}/{n} chips), x, y in px:")
-        for i, ((x, y), (sx, sy)) in enumerate(zip(template["points_px"], template["std_px"])):
-            print(f"  {i}: ({x:6.2f}, {y:6.2f})  std ({sx:.2f}, {sy:.2f})")
-    if load > 0.75 * (os.cpu_count() or 1):
-        print("note: the machine was busy (load average above 75% of the CPUs); timings are noisy")
-
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
+    header = (f"torch threads = {THREADS} (torch {torch.__version__}); dlib {dlib.__version__} "
+              f"(CPU, BLAS {'on' if dlib.DLIB_USE_BLAS else 'off'}, "
+              f"AVX {'on' if dlib.USE_AVX_INSTRUCTIONS else 'off'}); "
+              f"{os.cpu_count()} CPU(s), load average {load:.2f}; best of {args.repeats} passes over {n} chips")
+    record = {
         "n_chips": n, "dataset": args.dataset, "skipped_no_face": skipped,
         "images": [str(p.relative_to(args.data_root)) for p in used],
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "dlib": dlib.__version__,
@@ -225,10 +240,11 @@ def main(argv=None) -> int:
         "cosine": {"mean": float(cosine.mean()), "min": float(cosine.min())},
         "l2": {"mean": float(l2.mean()), "max": float(l2.max())},
         "chip_template": template,
-    }, indent=1))
-    print(f"wrote {out}")
-    return 0
+    }
+    print_report(record, header)
 
+    write_record(args.out, record)
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

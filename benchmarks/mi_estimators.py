@@ -251,7 +251,7 @@ def print_tables(summary: list[dict], estimators: list[str]) -> dict:
     return verdict
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", default=None, help="sample sizes, comma list (default 5000; --quick: 2000)")
@@ -269,7 +269,54 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="threads for every library (default 1)")
     p.add_argument("--out", default="results/mi_benchmark.json")
     p.add_argument("--list", action="store_true", help="list the tasks and exit")
-    args = p.parse_args(argv)
+    return p
+
+
+def estimate(est: str, name: str, task, X, y, n: int, seed: int, config: dict) -> dict:
+    """One row: estimator ``est`` on one draw (``X``, ``y``) of task ``name``, timed, or why it was skipped."""
+    row = {"task": name, "n": n, "seed": seed, "estimator": est, "truth": float(task.mi),
+           "estimate": None, "seconds": None, "skipped": None}
+    run, applicable = make_estimator(est, seed, config["max_steps"], config["ci"], config["threads"])
+    reason = applicable(X, y, task.attribute_kind)
+    if est == "bmi-ksg" and n > config["ksg_max_n"]:
+        reason = f"n > --ksg-max-n {config['ksg_max_n']}"
+    if reason:
+        row["skipped"] = reason
+        return row
+    start = time.perf_counter()
+    try:
+        row["estimate"] = float(run(X, y))
+    except Exception as exc:  # noqa: BLE001 - a library failing on a task is a result, not a crash
+        row["skipped"] = f"error: {type(exc).__name__}: {exc}"
+    row["seconds"] = time.perf_counter() - start
+    if row["estimate"] is not None and not math.isfinite(row["estimate"]):
+        row["skipped"], row["estimate"] = f"non-finite estimate {row['estimate']}", None
+    return row
+
+
+def run_all(tasks: dict, config: dict) -> list[dict]:
+    """Every selected estimator on one draw per (n, task, seed) of ``config``, with a progress line each."""
+    sizes, task_names, seeds, estimators = config["n"], config["tasks"], config["seeds"], config["estimators"]
+    rows = []
+    total = len(sizes) * len(task_names) * len(seeds) * len(estimators)
+    done = 0
+    for n in sizes:
+        for name in task_names:
+            task = tasks[name]
+            for seed in seeds:
+                X, y = task.sample(n, random_state=seed)
+                for est in estimators:
+                    done += 1
+                    row = estimate(est, name, task, X, y, n, seed, config)
+                    rows.append(row)
+                    status = row["skipped"] or (f"{row['estimate']:.3f} (truth {task.mi:.3f}) "
+                                                f"{row['seconds']:.1f} s")
+                    print(f"[{done}/{total}] n={n} {name} seed={seed} {est}: {status}", flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     _limit_threads(args.threads)
 
     tasks = build_tasks()
@@ -300,38 +347,7 @@ def main(argv=None) -> int:
                 "reference": bmi_version}
     print(f"config: {json.dumps(config)}\nversions: {versions}\nload average: {os.getloadavg()}")
 
-    rows = []
-    total = len(sizes) * len(task_names) * len(seeds) * len(estimators)
-    done = 0
-    for n in sizes:
-        for name in task_names:
-            task = tasks[name]
-            for seed in seeds:
-                X, y = task.sample(n, random_state=seed)
-                for est in estimators:
-                    done += 1
-                    row = {"task": name, "n": n, "seed": seed, "estimator": est, "truth": float(task.mi),
-                           "estimate": None, "seconds": None, "skipped": None}
-                    run, applicable = make_estimator(est, seed, max_steps, args.ci, args.threads)
-                    reason = applicable(X, y, task.attribute_kind)
-                    if est == "bmi-ksg" and n > args.ksg_max_n:
-                        reason = f"n > --ksg-max-n {args.ksg_max_n}"
-                    if reason:
-                        row["skipped"] = reason
-                    else:
-                        start = time.perf_counter()
-                        try:
-                            row["estimate"] = float(run(X, y))
-                        except Exception as exc:  # noqa: BLE001 - a library failing on a task is a result, not a crash
-                            row["skipped"] = f"error: {type(exc).__name__}: {exc}"
-                        row["seconds"] = time.perf_counter() - start
-                        if row["estimate"] is not None and not math.isfinite(row["estimate"]):
-                            row["skipped"], row["estimate"] = f"non-finite estimate {row['estimate']}", None
-                    rows.append(row)
-                    status = row["skipped"] or (f"{row['estimate']:.3f} (truth {task.mi:.3f}) "
-                                                f"{row['seconds']:.1f} s")
-                    print(f"[{done}/{total}] n={n} {name} seed={seed} {est}: {status}", flush=True)
-
+    rows = run_all(tasks, config)
     summary = summarise(rows)
     verdict = print_tables(summary, estimators)
     out = Path(args.out)
@@ -341,7 +357,6 @@ def main(argv=None) -> int:
                               default=lambda o: o.item() if hasattr(o, "item") else str(o)))
     print(f"\nwrote {out}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

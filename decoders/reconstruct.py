@@ -77,7 +77,7 @@ def reconstruct(args, command: list[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    command = [sys.executable, "-m", COMMAND] + list(sys.argv[1:] if argv is None else argv)
+    command = cli.module_command(COMMAND, argv)
     return cli.run_command(build_parser(), lambda args: reconstruct(args, command), argv)
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from probes.cli import flag_name, module_command
 from probes.errors import TrainingError
 from probes.training.checkpoints import CheckpointError, load_checkpoint
 from probes.training.runs import read_log
@@ -28,11 +28,6 @@ class RunInputs:
     data_root: str | Path | None = None  # default $FACEPROBE_DATA
     cache_dir: str | Path | None | bool = None
     progress: bool = True
-
-
-def flag(name: str) -> str:
-    """A setting's name as the training commands spell it: ``batch_size`` -> ``--batch-size``."""
-    return "--" + name.replace("_", "-")
 
 
 def saved_run_config(out: Path, kind: str, what: str) -> dict | None:
@@ -54,7 +49,7 @@ def saved_run_config(out: Path, kind: str, what: str) -> dict | None:
 
 def changed_settings(given: Mapping, saved: Mapping, fixed: Container[str]) -> list[str]:
     """The ``fixed`` settings in ``given`` whose value differs from the ``saved`` run's, as messages."""
-    return [f"{flag(k)} {v!r} (run: {saved[k]!r})" for k, v in given.items()
+    return [f"{flag_name(k)} {v!r} (run: {saved[k]!r})" for k, v in given.items()
             if k in fixed and k in saved and saved[k] != v]
 
 
@@ -65,7 +60,7 @@ def refuse_changes(changes: list[str]) -> None:
 
 def check_positive_int(name: str, value, minimum: int = 1) -> None:
     if not isinstance(value, int) or value < minimum:
-        raise TrainingError(f"{flag(name)} must be a positive integer, got {value!r}")
+        raise TrainingError(f"{flag_name(name)} must be a positive integer, got {value!r}")
 
 
 def check_max_images(value: int | None) -> None:
@@ -104,4 +99,4 @@ def data_root_record(data_root: str | Path | None) -> str:
 
 def command_record(module: str) -> list[str]:
     """The command line a run records: ``python -m module`` and this process's arguments."""
-    return [sys.executable, "-m", module] + list(sys.argv[1:])
+    return module_command(module)

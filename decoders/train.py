@@ -23,6 +23,7 @@ from probes.cli import (
     add_data_root,
     add_max_images,
     add_runtime,
+    flag_name,
     make_parser,
     run_command,
 )
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit-min", type=float, help="stop (and save) after this many minutes of training")
     g = p.add_argument_group("loss weights (0 disables a term)")
     for name in LossConfig.weight_names():
-        g.add_argument("--" + name.replace("_", "-"), type=float, dest=name)
+        g.add_argument(flag_name(name), type=float, dest=name)
     g.add_argument("--pixel-kind", choices=("l1", "l2"))
     g.add_argument("--lpips-net", choices=("alex", "vgg"))
     add_runtime(p, batch_size=None)

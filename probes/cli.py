@@ -10,13 +10,19 @@ folder, ``--overwrite``, ``--max-images``, ``--backbone``/``--weights``, ``--dev
 Exit codes (:func:`run_command`): 0 success, 2 a usage error (argparse's own, or a
 :class:`~probes.errors.FaceprobeError` naming the input at fault), 1 a failure while running
 (:class:`~probes.errors.RunFailure`, e.g. a reference check that does not match), 130 Ctrl-C.
+
+A library names a setting as its config field is called (``max_images must be positive``); a command
+runs the library inside :func:`flag_names` to show the same message with the setting's flag
+(``--max-images must be positive``), so library and command never disagree about a message: the
+library makes such errors with :func:`setting_error`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import FaceprobeError, RunFailure
 
@@ -92,7 +98,54 @@ def add_cache_dir(p: argparse.ArgumentParser, what: str = "templates and feature
                    help=f"on-disk cache of {what} ('none' disables; default $FACEPROBE_HOME/cache)")
 
 
+# --------------------------------------------------------------------------- settings named by their flags
+
+
+def flag_name(setting: str) -> str:
+    """A setting's flag: ``--`` and its name with dashes (``max_images`` -> ``--max-images``)."""
+    return "--" + setting.replace("_", "-")
+
+
+class SettingNames(dict):
+    """``str.format_map`` values where every field not given a value is a setting, shown by ``names``."""
+
+    def __init__(self, values: Mapping, names: Mapping[str, str]):
+        super().__init__(values)
+        self.names = names
+
+    def __missing__(self, setting: str) -> str:
+        return self.names.get(setting, setting)
+
+
+def setting_error(error_type: type[FaceprobeError], template: str, **values) -> FaceprobeError:
+    """An ``error_type`` whose message is ``template`` filled in: fields given in ``values`` take those
+    values, every other field names a setting (its config name here; its flag under :func:`flag_names`)."""
+    error = error_type(template.format_map(SettingNames(values, {})))
+    error.setting_template, error.setting_values = template, values
+    return error
+
+
+@contextlib.contextmanager
+def flag_names(settings: Iterable[str], **renamed: str) -> Iterator[None]:
+    """Inside, errors made by :func:`setting_error` name each of ``settings`` by its flag
+    (:func:`flag_name`), or by the flag ``renamed`` gives it."""
+    flags = {name: flag_name(name) for name in settings} | renamed
+    try:
+        yield
+    except FaceprobeError as error:
+        template = getattr(error, "setting_template", None)
+        if template is not None:
+            error.args = (template.format_map(SettingNames(error.setting_values, flags)),)
+        raise
+
+
 # --------------------------------------------------------------------------- running a command
+
+
+def module_command(module: str, argv: Sequence[str] | None = None) -> list[str]:
+    """The command line a run records: ``python -m module`` and its arguments (``argv``, default this
+    process's)."""
+    return [sys.executable, "-m", module] + list(sys.argv[1:] if argv is None else argv)
 
 
 def apply_runtime(args: argparse.Namespace) -> None:

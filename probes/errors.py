@@ -4,6 +4,10 @@ Every error names the file, argument or layer at fault, so a user can act on
 the message without reading a traceback.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 
 class FaceprobeError(Exception):
     """Base class of every error faceprobe raises on purpose."""
@@ -46,3 +50,11 @@ class TrainingError(FaceprobeError):
 
 class RunFailure(FaceprobeError):
     """A command ran but its check or computation failed (exit code 1, not a usage error's 2)."""
+
+
+def preview(items: Sequence, limit: int, sep: str | None = ", ") -> str:
+    """The first ``limit`` of ``items`` for a message, followed by `` ...`` when there are more: joined by
+    ``sep`` (each item as ``str``), or as the sliced sequence itself when ``sep`` is None (``['a', 'b'] ...``)."""
+    shown = items[:limit]
+    text = str(shown) if sep is None else sep.join(map(str, shown))
+    return text + (" ..." if len(items) > limit else "")

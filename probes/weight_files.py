@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import WeightFileError
+from .errors import WeightFileError, preview
 
 
 def user_weights_required(name: str, release: str, formats: str) -> WeightFileError:
@@ -75,13 +75,8 @@ def load_named_tensors(net: nn.Module, tensors: Mapping[str, torch.Tensor | np.n
     unexpected = sorted(set(tensors) - set(state))
     wrong = [f"{k}: file {tuple(np.shape(tensors[k]))} vs model {tuple(state[k].shape)}"
              for k in state if k in tensors and tuple(np.shape(tensors[k])) != tuple(state[k].shape)]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-    if wrong:
-        problems.append(f"wrong shapes {wrong[:8]}{' ...' if len(wrong) > 8 else ''}")
+    problems = [f"{what} {preview(items, 8, None)}" for what, items in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)) if items]
     if problems:
         raise WeightFileError(f"{source}: does not fit {type(net).__name__}: " + "; ".join(problems))
     net.load_state_dict({k: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)

@@ -11,7 +11,7 @@ this one.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probes.config import DictConfig
 from probes.nn import evaluating
 from probes.training.checkpoints import CheckpointError, load_checkpoint, seed_everything
 from probes.training.data import ArrayData
@@ -33,8 +34,10 @@ AGE_CLASSIFIER_KIND = "age-group-classifier"
 
 
 @dataclass(frozen=True)
-class AgeClassifierConfig:
-    """Architecture of :class:`AgeGroupClassifier` (saved with its weights)."""
+class AgeClassifierConfig(DictConfig):
+    """Architecture of :class:`AgeGroupClassifier` (saved with its weights); ``from_dict`` ignores unknown keys."""
+
+    ignore_unknown = True
 
     groups: dict = field(default_factory=dict)  # AgeGroups.to_dict()
     width: int = 16
@@ -44,15 +47,6 @@ class AgeClassifierConfig:
         require_positive_ints("age classifier", self, ("width",))
         if not isinstance(self.input_size, int) or self.input_size < 16 or self.input_size % 16:
             raise AgingError(f"age classifier input_size must be a multiple of 16 >= 16, got {self.input_size!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> AgeClassifierConfig:
-        """Unknown keys are ignored."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 class AgeGroupClassifier(nn.Module):

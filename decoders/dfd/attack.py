@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from probes.backbones import FaceBackbone, create_backbone
+from probes.cli import setting_error
 from probes.config import DictConfig
 from probes.datasets import FaceDataset, load_lfw_people, subsample_indices
 from probes.images import to_uint8
@@ -38,7 +39,7 @@ from .attack_result import AttackResult, per_image_rows
 from .inputs import heldout_sets, load_trained_decoder, rebuild_backbone, run_folder
 from .lfw_scores import lfw_pair_scores, threshold_record
 from .scoring import decode, identity_scores, lpips_scores, ssim_scores
-from .settings import ReconstructionError, check_choice, check_positive, setting_error
+from .settings import ReconstructionError, check_choice, check_positive
 from .templates import Targets, compute_targets, weights_key
 from .transfer import frame_sizes, transfer_embeddings
 

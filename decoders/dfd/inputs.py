@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from probes.backbones import create_backbone
+from probes.cli import setting_error
 from probes.datasets import FaceDataset, load_lfw_people, load_utkface
-from probes.errors import DatasetError, FaceprobeError
+from probes.errors import DatasetError, FaceprobeError, preview
 from probes.training.checkpoints import CheckpointError, load_checkpoint, seed_everything
 
 from .checkpoint import load_decoder
 from .model import DecoderConfig, FaceDecoder, TemplateError
-from .settings import ReconstructionError, setting_error
+from .settings import ReconstructionError
 from .templates import weights_key
 
 RUN_PARTS = ("lfw", "utkface")
@@ -128,7 +129,7 @@ def check_templates(templates, embedding_size: int, source: str) -> np.ndarray:
     if bad.any():
         rows = np.flatnonzero(bad)
         raise TemplateError(f"{source}: {len(rows)} template(s) contain NaN or infinite values (rows "
-                            f"{', '.join(map(str, rows[:10]))}{' ...' if len(rows) > 10 else ''})")
+                            f"{preview(rows, 10)})")
     return array
 
 

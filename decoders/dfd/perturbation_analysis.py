@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from probes.cli import setting_error
 from probes.config import DictConfig
 from probes.datasets import LAYOUTS, FaceDataset, load_folder, subsample_indices
 from probes.images import load_image, to_uint8
@@ -40,7 +41,7 @@ from .inputs import heldout_sets, load_trained_decoder, rebuild_backbone, run_fo
 from .lfw_scores import lfw_pair_scores
 from .perturbation_result import CleanDrawings, FamilyDrift, PerturbationResult
 from .scoring import decode, embed_chips
-from .settings import check_choice, check_positive, setting_error
+from .settings import check_choice, check_positive
 from .templates import weights_key
 
 

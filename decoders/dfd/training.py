@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from probes.backbones import FaceBackbone, create_backbone
-from probes.config import DictConfig
+from probes.config import DictConfig, known_fields
 from probes.errors import TrainingError
 from probes.outputs import write_json
 from probes.training.checkpoints import load_checkpoint, seed_everything
@@ -123,14 +123,13 @@ class DecoderTrainingConfig(DictConfig):
     def resolve(cls, given: Mapping, saved: Mapping | None = None) -> DecoderTrainingConfig:
         """The defaults, overridden by a resumed run's ``saved`` settings, overridden by the ``given`` ones
         (None = not given); a resume may not change :data:`FIXED_ON_RESUME`."""
-        names = {f.name for f in fields(cls)}
-        given = {k: v for k, v in given.items() if k in names and v is not None}
+        given = {k: v for k, v in known_fields(cls, given).items() if v is not None}
         if "fractions" in given:
             given["fractions"] = list(given["fractions"])
         check_time_limit(given.get("time_limit_min"))
         values = {}
         if saved is not None:
-            values.update({k: v for k, v in saved.items() if k in names})
+            values.update(known_fields(cls, saved))
             refuse_changes(changed_settings(given, saved, FIXED_ON_RESUME))
         return cls.from_dict({**values, **given})
 

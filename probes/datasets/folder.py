@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DatasetError
+from ..errors import DatasetError, preview
 from ..images import IMAGE_SUFFIXES, scan_images
 from .records import FaceDataset
 
@@ -87,7 +87,7 @@ def _read_labels(root: Path, csv: Path, found: list[Path]) -> tuple[list[Path], 
     missing = [str(f) for f, p in zip(files, paths) if not p.is_file()]
     if missing:
         raise DatasetError(f"{csv}: {len(missing)} listed file(s) do not exist under {root}: "
-                           f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+                           f"{preview(missing, 10)}")
     listed = {p.resolve() for p in paths}
     extra = [p for p in found if p.resolve() not in listed]
     if extra:

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from ..backbones.registry import FaceBackbone
 from ..capture import LayerCapture
-from ..errors import FaceprobeError
+from ..errors import FaceprobeError, preview
 from .labels import AttributeLabels
 from .sweep import expressivity_sweep
 
@@ -86,7 +86,7 @@ def check_checkpoint_series(models: Sequence[tuple[int, FaceBackbone]]) -> list[
         else:
             theirs, mine = dict(arch[4]), dict(reference[4])
             diff = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
-            what = f"parameter shapes differ at {diff[:5]}{' ...' if len(diff) > 5 else ''}"
+            what = f"parameter shapes differ at {preview(diff, 5, None)}"
         raise CheckpointSeriesError(f"checkpoints must share one architecture: step {int(step)} differs from "
                                     f"step {int(first_step)} in {what}")
     return sorted(((int(s), b) for s, b in models), key=lambda item: item[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import preview
 from .layers import Layer, LayerMismatchError
 from .networks import Network
 
@@ -74,7 +75,7 @@ def pairs_by_name(net_a: Network, net_b: Network) -> list[tuple[Layer, Layer]]:
     if only_a or only_b or differ:
         parts = []
         if differ:
-            parts.append(f"shapes differ: {'; '.join(differ[:10])}{' ...' if len(differ) > 10 else ''}")
+            parts.append(f"shapes differ: {preview(differ, 10, '; ')}")
         if only_a:
             parts.append(f"only in {net_a.name!r}: {', '.join(only_a[:10])}")
         if only_b:

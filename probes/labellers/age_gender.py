@@ -37,11 +37,9 @@ from torch import nn
 from ..geometry import Crop
 from ..nn import evaluating
 from .faceapi import (
-    FACEAPI_MEAN_RGB,
+    FaceApiPort,
     SameConv2d,
     SeparableConv,
-    check_layout,
-    load_faceapi_weights,
     max_pool_same,
     predict_batched,
     prepare_input,
@@ -132,7 +130,7 @@ class AgeGenderNet(nn.Module):
         return self.fc["age"](pooled).squeeze(1), self.fc["gender"](pooled)
 
 
-class AgeGenderLabeller(nn.Module):
+class AgeGenderLabeller(FaceApiPort):
     """Age (years) and sex (P(male)) of face crops, with face-api's preprocessing.
 
     ``forward(x01, layout)`` is differentiable: N x 3 x H x W RGB in [0, 1] ->
@@ -148,17 +146,11 @@ class AgeGenderLabeller(nn.Module):
     def __init__(self, weights: str | Path | None = None, pretrained: bool = True,
                  crops: Mapping[str, Crop] | None = None, device: str | torch.device = "cpu",
                  input_divisor: float = 256.0):
-        super().__init__()
-        self.net = AgeGenderNet()
+        super().__init__(AgeGenderNet(), MANIFEST, SHARD, weights, pretrained, crops, DEFAULT_CROPS, device)
         self.input_divisor = float(input_divisor)
-        self.weights_id = load_faceapi_weights(self.net, MANIFEST, SHARD, weights) if pretrained else "random-init"
-        self.crops = dict(DEFAULT_CROPS if crops is None else crops)
-        self.register_buffer("_mean", torch.tensor(FACEAPI_MEAN_RGB).view(1, 3, 1, 1), persistent=False)
-        self.to(device)
-        self.eval()
 
     def preprocess(self, images: torch.Tensor, layout: str = "chip") -> torch.Tensor:
-        crop = check_layout(self.crops, layout, f"labeller {self.name!r}")
+        crop = self.crop_for(layout)
         x, _ = prepare_input(images.to(self._mean.device), crop, INPUT_SIZE)
         return (x - self._mean) / self.input_divisor
 
@@ -168,7 +160,7 @@ class AgeGenderLabeller(nn.Module):
     @torch.no_grad()
     def predict(self, images, layout: str = "chip", batch_size: int = 64) -> dict[str, np.ndarray]:
         """``{"age": years, "p_male": P(male), "sex": 0 male / 1 female (UTKFace's coding)}``, float32/int64."""
-        check_layout(self.crops, layout, f"labeller {self.name!r}")
+        self.crop_for(layout)  # an unknown layout is refused before any work
 
         def run(x: torch.Tensor) -> dict[str, np.ndarray]:
             age, logits = self(x.float(), layout)

@@ -117,6 +117,30 @@ def load_faceapi_weights(net: nn.Module, manifest: str, shard: str, weights: str
     return weight_store.sha256_of(weights)
 
 
+class FaceApiPort(nn.Module):
+    """A face-api.js net applied to face crops: ``net`` with its weights (the pinned ``manifest`` and
+    ``shard``, a given ``weights`` file, or a random init when not ``pretrained``), the crop of each
+    dataset layout (``crops``, default ``default_crops``) and face-api's input mean; on ``device``, in
+    eval mode. Subclasses set ``name`` and ``owner`` (how messages call them, e.g. "labeller")."""
+
+    name = "faceapi"
+    owner = "labeller"
+
+    def __init__(self, net: nn.Module, manifest: str, shard: str, weights: str | Path | None, pretrained: bool,
+                 crops: Mapping[str, Crop] | None, default_crops: Mapping[str, Crop], device: str | torch.device):
+        super().__init__()
+        self.net = net
+        self.weights_id = load_faceapi_weights(self.net, manifest, shard, weights) if pretrained else "random-init"
+        self.crops = dict(default_crops if crops is None else crops)
+        self.register_buffer("_mean", torch.tensor(FACEAPI_MEAN_RGB).view(1, 3, 1, 1), persistent=False)
+        self.to(device)
+        self.eval()
+
+    def crop_for(self, layout: str) -> Crop:
+        """The crop of ``layout``; an unknown layout is refused, naming the known ones."""
+        return check_layout(self.crops, layout, f"{self.owner} {self.name!r}")
+
+
 def prepare_input(x: torch.Tensor, crop: Crop, size: int) -> tuple[torch.Tensor, Geometry]:
     """Crop, pad to a centred square and resize to ``size`` (:func:`crop_and_resize`); ``x`` is N x 3 x H x W
     in [0, 1] and the result in 0..255 units, like the pixels face-api.js feeds its nets."""

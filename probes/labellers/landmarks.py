@@ -42,11 +42,9 @@ from ..geometry import Crop
 from ..nn import evaluating
 from .age_gender import DEFAULT_CROPS
 from .faceapi import (
-    FACEAPI_MEAN_RGB,
+    FaceApiPort,
     SameConv2d,
     SeparableConv,
-    check_layout,
-    load_faceapi_weights,
     predict_batched,
     prepare_input,
 )
@@ -93,27 +91,22 @@ class FaceLandmark68Net(nn.Module):
         return self.fc(x).view(-1, NUM_POINTS, 2)
 
 
-class LandmarkDetector(nn.Module):
+class LandmarkDetector(FaceApiPort):
     """68 landmarks of face crops, in the caller's image pixel coordinates.
 
     The crops of :mod:`.age_gender` are used per layout (``crops`` overrides).
     """
 
     name = "faceapi-landmarks68"
+    owner = "landmark detector"
 
     def __init__(self, weights: str | Path | None = None, pretrained: bool = True,
                  crops: Mapping[str, Crop] | None = None, device: str | torch.device = "cpu"):
-        super().__init__()
-        self.net = FaceLandmark68Net()
-        self.weights_id = load_faceapi_weights(self.net, MANIFEST, SHARD, weights) if pretrained else "random-init"
-        self.crops = dict(DEFAULT_CROPS if crops is None else crops)
-        self.register_buffer("_mean", torch.tensor(FACEAPI_MEAN_RGB).view(1, 3, 1, 1), persistent=False)
-        self.to(device)
-        self.eval()
+        super().__init__(FaceLandmark68Net(), MANIFEST, SHARD, weights, pretrained, crops, DEFAULT_CROPS, device)
 
     def forward(self, images: torch.Tensor, layout: str = "chip") -> torch.Tensor:
         """[0, 1] images -> N x 68 x 2 points in image pixels (differentiable)."""
-        crop = check_layout(self.crops, layout, f"landmark detector {self.name!r}")
+        crop = self.crop_for(layout)
         x, geometry = prepare_input(images.to(self._mean.device), crop, INPUT_SIZE)
         points01 = self.net((x - self._mean) / 255.0)
         origin = points01.new_tensor(geometry.origin) - points01.new_tensor(geometry.pad)
@@ -122,7 +115,7 @@ class LandmarkDetector(nn.Module):
     @torch.no_grad()
     def predict(self, images, layout: str = "chip", batch_size: int = 64) -> np.ndarray:
         """N x 68 x 2 float32 (x, y) in pixels of each input image."""
-        check_layout(self.crops, layout, f"landmark detector {self.name!r}")
+        self.crop_for(layout)  # an unknown layout is refused before any work
         with evaluating(self):
             out = predict_batched(lambda x: {"points": self(x.float(), layout).cpu().numpy().astype(np.float32)},
                                   images, batch_size)

@@ -36,7 +36,7 @@ from ..backbones import create_backbone
 from ..backbones.registry import BackboneSpec, FaceBackbone, get_spec
 from ..config import DictConfig
 from ..datasets import FaceDataset
-from ..errors import FaceprobeError, ImageError, TrainingError
+from ..errors import FaceprobeError, ImageError, TrainingError, preview
 from ..geometry import images_to_tensor
 from ..nn import evaluating
 from ..weight_files import load_named_tensors
@@ -344,8 +344,8 @@ def _validation_labels(validation, classes, backbone: str) -> np.ndarray | None:
     val_ids = pd.Series(np.asarray(val_identities, dtype=object)).astype(str)
     unknown = sorted(set(val_ids) - set(where))
     if unknown:
-        raise TrainingError(f"validation people absent from training: {unknown[:5]}"
-                            f"{' ...' if len(unknown) > 5 else ''}; closed-set accuracy needs the same people")
+        raise TrainingError(f"validation people absent from training: {preview(unknown, 5, None)}; "
+                            "closed-set accuracy needs the same people")
     return np.array([where[v] for v in val_ids], np.int64)
 
 

@@ -39,7 +39,7 @@ import math
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..config import DictConfig
 from ..errors import TrainingError
 from .checkpoints import (
     FORMAT,
@@ -163,7 +164,9 @@ class TrainTask:
 
 
 @dataclass
-class TrainerSettings:
+class TrainerSettings(DictConfig):
+    ignore_unknown = True  # from_dict leaves out keys it does not know
+
     steps: int = 1000
     batch_size: int = 32  # per process
     seed: int = 0
@@ -186,14 +189,6 @@ class TrainerSettings:
                 raise TrainingError(f"{name} must be an integer >= 0, got {value!r}")
         if self.time_limit_s is not None and not self.time_limit_s > 0:
             raise TrainingError(f"time_limit_s must be positive, got {self.time_limit_s}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainerSettings:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.0) -> float:
@@ -320,11 +315,16 @@ class Trainer:
             append_csv(self.out / "log.csv", row)
         return means
 
+    def _side_rng(self):
+        """A fork of the random state (this process's CUDA device's too) for samples and validation, so
+        neither moves the training's random stream."""
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() and "cuda" in str(self.ctx.device) else []
+        return torch.random.fork_rng(devices=devices)
+
     def _sample(self) -> None:
         if not self.ctx.is_main:
             return
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() and "cuda" in str(self.ctx.device) else []
-        with torch.random.fork_rng(devices=devices):
+        with self._side_rng():
             images = self.task.sample(self.step)
         if images is not None:
             save_grid(images, self.sample_dir / f"step_{self.step:07d}.png", self.task.sample_columns)
@@ -332,8 +332,7 @@ class Trainer:
     def _validate(self) -> None:
         if not self.ctx.is_main:
             return
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() and "cuda" in str(self.ctx.device) else []
-        with torch.random.fork_rng(devices=devices):
+        with self._side_rng():
             metrics = self.task.validate(self.step)
         if metrics:
             append_csv(self.out / "val.csv", {"step": self.step, "time_s": round(self.elapsed, 3), **metrics})

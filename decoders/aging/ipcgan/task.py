@@ -38,8 +38,8 @@ class IPCGANTask(TrainTask):
     generator that is sampled and exported) and ``age_classifier`` (frozen;
     kept in the checkpoint so a run is self-contained). The identity backbone is
     not stored (it is a pinned, named weight file); the config records its name
-    and weights id. So is the optional pretrained
-    :class:`~decoders.aging.age_reader.AgeReader`. Validation looks at the first :attr:`val_images` faces of ``val``.
+    and weights id. So is the optional pretrained :class:`~decoders.aging.age_reader.AgeReader`.
+    Validation looks at the first :attr:`val_images` faces of ``val``.
     """
 
     kind = KIND
