@@ -31,10 +31,15 @@ from .data import UTKFACE_FRAME
 AUGMENT_SCALE = (0.9, 1.1)
 AUGMENT_SHIFT = 0.05
 AUGMENT_DEGREES = 8.0
+# Each batch is also seen at a random resolution down to this fraction of its side (then brought back
+# up): stripes and other pixel-level patterns that fool the reader are blurred away; the shape of a face,
+# its skin and hair colour are not.
+AUGMENT_MIN_RESOLUTION = 0.5
 
 
 def random_views(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A random similarity transform (and mirror) of each face in N x 3 x S x S ``x``; differentiable in ``x``.
+    """A random similarity transform (and mirror) of each face in N x 3 x S x S ``x``, seen at a random
+    resolution; differentiable in ``x``.
 
     Border pixels are repeated (no black corners for the reader to key on).
     """
@@ -48,7 +53,13 @@ def random_views(x: torch.Tensor, generator: torch.Generator | None = None) -> t
     theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
                          torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    views = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    fraction = AUGMENT_MIN_RESOLUTION + (1 - AUGMENT_MIN_RESOLUTION) * float(torch.rand(1, generator=generator))
+    side = max(8, round(x.shape[-1] * fraction))
+    if side < x.shape[-1]:
+        small = F.interpolate(views, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+        views = F.interpolate(small, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
+    return views
 
 
 class AgeReader(nn.Module):
