@@ -3,6 +3,7 @@ checkpoint round trips (also from a fresh process), the CLI, and clear errors.""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -297,7 +298,7 @@ def test_bad_inputs_and_checkpoints_raise_clear_errors(trained, tmp_path):
 # --------------------------------------------------------------------------- CLI
 
 
-def test_cli_trains_resumes_and_refuses(tmp_path, data_root):
+def test_cli_trains_resumes_and_refuses(tmp_path, data_root, monkeypatch):
     from decoders.aging.train import run
     from probes.errors import TrainingError
 
@@ -320,6 +321,26 @@ def test_cli_trains_resumes_and_refuses(tmp_path, data_root):
         run(args + ["--set", "nope=1", "--overwrite"])
     resumed = run(common + ["--steps", "5", "--resume"])
     assert resumed["step"] == 5 and resumed["resumed_from"].endswith("latest.pt")
+
+    # Shipped under a name (into a temporary registry): the same faces, and the held-out list is the
+    # run's validation split.
+    from decoders.aging import ship as ship_module
+    from decoders.aging import shipped
+    from probes.shipped import ShippedRegistry
+
+    registry = ShippedRegistry(tmp_path / "shipped", "aging generator")
+    for module in (ship_module, shipped):
+        monkeypatch.setattr(module, "GENERATORS", registry)
+    assert ship_module.main([str(out), "--name", "tiny", "--description", "test", "--data-root",
+                             str(data_root)]) == 0
+    entry = registry.get("tiny")
+    assert entry.training["steps"] == 5 and "--max-images 40" in entry.command
+    heldout = shipped.heldout_faces("tiny")
+    assert len(heldout) == json.loads((out / "config.json").read_text())["data"]["n_val"] > 0
+    faces = synthetic_faces(3).images
+    assert np.abs(load_aging_model(registry.path("tiny")).age(faces, 2).astype(int)
+                  - load_aging_model(out).age(faces, 2).astype(int)).max() <= 2
+    assert ship_module.main([str(tmp_path), "--name", "x", "--description", "d"]) == 2  # not a run folder
 
 
 @pytest.mark.data

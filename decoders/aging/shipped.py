@@ -42,7 +42,7 @@ def export_generator(checkpoint: str | Path, out_file: str | Path) -> dict:
     metadata = {"kind": kind, "step": int(state.get("step", 0)), "config": state.get("config", {})}
     sha256 = save_fp16_safetensors(out_file, tensors, metadata)
     return {"file": str(out_file), "sha256": sha256, "kind": kind, "step": metadata["step"],
-            "bytes": Path(out_file).stat().st_size}
+            "bytes": Path(out_file).stat().st_size, "config": metadata["config"]}
 
 
 def generator_state(path: str | Path) -> dict:

@@ -17,7 +17,15 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from probes.cli import add_data_root, add_max_images, add_runtime, apply_runtime, make_parser, run_command
+from probes.cli import (
+    add_data_root,
+    add_max_images,
+    add_runtime,
+    apply_runtime,
+    make_parser,
+    module_command,
+    run_command,
+)
 
 from .models import MODELS, gan_module
 from .training import AgingTrainingConfig, AgingTrainingResult, config_for_run, parse_overrides, train_aging_gan
@@ -67,12 +75,14 @@ def gan_overrides(args: argparse.Namespace) -> dict:
 def train(args: argparse.Namespace) -> AgingTrainingResult:
     config = config_for_run(args.out, args.model, vars(args), gan_overrides(args), args.resume, args.overwrite)
     return train_aging_gan(config, args.out, args.resume, args.overwrite, data_root=args.data_root,
-                           device=args.device, cache_dir=args.cache_dir, progress=not args.no_progress)
+                           device=args.device, cache_dir=args.cache_dir, progress=not args.no_progress,
+                           command=module_command("decoders.aging.train", getattr(args, "argv", None)))
 
 
 def run(argv: Sequence[str] | None = None) -> dict:
     """The command as a function: trains and returns the summary dict."""
     args = build_parser().parse_args(argv)
+    args.argv = None if argv is None else list(argv)  # what the run records as its command
     apply_runtime(args)
     return train(args).summary
 

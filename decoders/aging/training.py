@@ -185,8 +185,11 @@ def config_for_run(out: str | Path, model: str, given: Mapping, overrides: Mappi
 
 def train_aging_gan(config: AgingTrainingConfig, out: str | Path, resume: bool = False, overwrite: bool = False, *,
                     data_root: str | Path | None = None, device: str = "cpu", cache_dir: str | Path | None = None,
-                    progress: bool = True) -> AgingTrainingResult:
+                    progress: bool = True, command: Sequence[str] | None = None) -> AgingTrainingResult:
     """Train the GAN ``config.model`` into the run folder ``out`` (``resume``: continue the run there).
+
+    ``command``: the command line the run records (default this process's, as ``python -m
+    decoders.aging.train ...``).
 
     ``data_root`` holds ``utkface/`` (default ``$FACEPROBE_DATA``); ``cache_dir`` holds the resized faces
     (default ``$FACEPROBE_HOME/cache/aging-faces``). Every process of a ``torchrun`` job calls this.
@@ -202,14 +205,15 @@ def train_aging_gan(config: AgingTrainingConfig, out: str | Path, resume: bool =
     ctx = init_distributed(device)  # one process, or one of torchrun's
     try:
         inputs = RunInputs(data_root, cache_dir, progress and ctx.is_main)
-        summary = _train(config, gan, out, ctx, inputs, resume, overwrite)
+        summary = _train(config, gan, out, ctx, inputs, resume, overwrite,
+                         list(command) if command is not None else command_record("decoders.aging.train"))
     finally:
         shutdown_distributed(ctx)
     return AgingTrainingResult(out, config, gan, summary)
 
 
 def _train(config: AgingTrainingConfig, gan, out: Path, ctx: DistributedContext, inputs: RunInputs, resume: bool,
-           overwrite: bool) -> dict:
+           overwrite: bool, command: list[str]) -> dict:
     module = gan_module(config.model)
     if str(ctx.device).startswith("cuda") and not torch.cuda.is_available():
         raise TrainingError("--device cuda requested but CUDA is not available")
@@ -227,10 +231,12 @@ def _train(config: AgingTrainingConfig, gan, out: Path, ctx: DistributedContext,
     data_info = {"data_root": data_root_record(inputs.data_root),
                  "n_train": len(train), "n_val": len(val) if val is not None else 0,
                  "train_counts": train.counts(), "image_size": gan.image_size,
-                 "resize": "UTKFace 200x200 crops box-averaged to image_size (decoders.aging.data)"}
+                 "resize": "UTKFace 200x200 crops box-averaged to image_size (decoders.aging.data)",
+                 # the held-out faces by file name: what the audit judges this run on
+                 "val_paths": sorted(Path(p).name for p in val.paths) if val is not None else []}
     if ctx.is_main:
         write_json(out / "config.json", {"model": gan.to_dict(), "cli": settings, "data": data_info,
-                                         "command": command_record("decoders.aging.train")})
+                                         "command": command})
     classifier, classifier_info = _age_classifier(config, gan, (train, val), out, ctx, inputs.progress)
 
     seed_everything(config.seed)  # the GAN's initial weights do not depend on what ran before
