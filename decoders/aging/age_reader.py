@@ -24,6 +24,7 @@ from torch import nn
 
 from probes.labellers import create_labeller
 
+from .blocks import FrozenFaceReader
 from .data import UTKFACE_FRAME
 
 # Random view per face: scale, shift (fraction of the side) and rotation (degrees)
@@ -62,7 +63,7 @@ def random_views(x: torch.Tensor, generator: torch.Generator | None = None) -> t
     return views
 
 
-class AgeReader(nn.Module):
+class AgeReader(FrozenFaceReader):
     """Age (years) and P(male) of N x 3 x S x S faces in [0, 1], differentiable in the faces.
 
     ``labeller``: a registered labeller name whose ``forward(x, layout)`` returns
@@ -74,31 +75,15 @@ class AgeReader(nn.Module):
 
     def __init__(self, labeller: str | nn.Module = "faceapi-agegender", *,
                  device: str | torch.device = "cpu", layout: str = "utkface", frame: int = UTKFACE_FRAME):
-        super().__init__()
         if isinstance(labeller, str):
             labeller = create_labeller(labeller, device=device)
-        self.labeller = labeller.to(device).requires_grad_(False).eval()
-        self.name = getattr(labeller, "name", type(labeller).__name__)
-        self.weights_id = str(getattr(labeller, "weights_id", "unknown"))
-        self.layout, self.frame = layout, int(frame)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.labeller.eval()  # frozen: batch-norm statistics never change
-        return self
-
-    def describe(self) -> dict:
-        """What a checkpoint records about the age network the GAN was trained against."""
-        return {"name": self.name, "weights_id": self.weights_id, "layout": self.layout, "frame": self.frame}
+        super().__init__(labeller, device, layout, frame)
 
     def forward(self, x: torch.Tensor, augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``(age in years (N,), P(male) (N,))``."""
         if augment:
             x = random_views(x)
-        if x.shape[-2:] != (self.frame, self.frame):
-            x = F.interpolate(x, size=(self.frame, self.frame), mode="bicubic", align_corners=False,
-                              antialias=x.shape[-1] > self.frame).clamp(0, 1)
-        age, logits = self.labeller(x, self.layout)
+        age, logits = self.network(self.in_frame(x), self.layout)
         return age.float(), torch.softmax(logits.float(), dim=1)[:, 0]
 
 

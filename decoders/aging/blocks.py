@@ -8,7 +8,9 @@
 - a generator EMA (:func:`ema_copy`, :func:`update_ema`): a frozen copy whose weights
   follow the trained generator; keep it in ``task.models`` so the trainer checkpoints it;
 - optimisation: :func:`optimise` (one update), :func:`gan_optimizers` (Adam for G and D),
-  :func:`frozen` (a module without gradients inside a block).
+  :func:`frozen` (a module without gradients inside a block);
+- :class:`FrozenFaceReader`: a pretrained network that reads GAN-sized faces in the UTKFace frame,
+  never trained (base of the identity features and the age reader of the losses).
 """
 
 from __future__ import annotations
@@ -22,6 +24,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+# --------------------------------------------------------------------------- frozen readers
+
+
+class FrozenFaceReader(nn.Module):
+    """A frozen, pretrained ``network`` read as ``network(x, layout)`` on faces brought up to ``frame``.
+
+    Its parameters take no gradient and it stays in eval mode (batch-norm statistics never change);
+    gradients still flow to the faces. ``name`` and ``weights_id`` come from the network (or its spec).
+    """
+
+    def __init__(self, network: nn.Module, device, layout: str, frame: int):
+        super().__init__()
+        self.network = network.to(device).requires_grad_(False).eval()
+        spec = getattr(network, "spec", None)
+        self.name = spec.name if spec is not None else getattr(network, "name", type(network).__name__)
+        self.weights_id = str(getattr(network, "weights_id", "unknown"))
+        self.layout, self.frame = layout, int(frame)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.network.eval()
+        return self
+
+    def in_frame(self, x: torch.Tensor) -> torch.Tensor:
+        """N x 3 x S x S in [0, 1] -> bicubic to ``frame`` x ``frame``, clamped to [0, 1]."""
+        if x.shape[-2:] == (self.frame, self.frame):
+            return x
+        return F.interpolate(x, size=(self.frame, self.frame), mode="bicubic", align_corners=False,
+                             antialias=x.shape[-1] > self.frame).clamp(0, 1)
+
+    def describe(self) -> dict:
+        """What a checkpoint records about the network a GAN was trained against."""
+        return {"name": self.name, "weights_id": self.weights_id, "layout": self.layout, "frame": self.frame}
+
 
 # --------------------------------------------------------------------------- images and conditions
 

@@ -17,11 +17,11 @@ from torch import nn
 from probes.backbones import create_backbone
 from probes.training.checkpoints import CheckpointError
 
-from .blocks import unit_batches
+from .blocks import FrozenFaceReader, unit_batches
 from .data import UTKFACE_FRAME
 
 
-class IdentityFeatures(nn.Module):
+class IdentityFeatures(FrozenFaceReader):
     """Face embeddings of GAN-sized UTKFace-layout faces, differentiable in the faces.
 
     ``forward(x)``: N x 3 x S x S in [0, 1] -> bicubic to ``frame`` x ``frame``
@@ -38,30 +38,20 @@ class IdentityFeatures(nn.Module):
     def __init__(self, backbone: str | nn.Module = "dlib-resnet29", *, pretrained: bool = True,
                  weights: str | Path | None = None, device: str | torch.device = "cpu",
                  layout: str = "utkface", frame: int = UTKFACE_FRAME):
-        super().__init__()
         if isinstance(backbone, str):
             backbone = create_backbone(backbone, weights, device=device, pretrained=pretrained)
-        self.backbone = backbone.to(device).requires_grad_(False).eval()
-        spec = getattr(backbone, "spec", None)
-        self.name = spec.name if spec is not None else getattr(backbone, "name", type(backbone).__name__)
-        self.weights_id = str(getattr(backbone, "weights_id", "unknown"))
-        self.layout, self.frame = layout, int(frame)
+        super().__init__(backbone, device, layout, frame)
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.backbone.eval()  # frozen: batch-norm statistics never change
-        return self
+    @property
+    def backbone(self) -> nn.Module:
+        return self.network
 
     def describe(self) -> dict:
         """What a checkpoint records about the face model the GAN was trained against."""
-        return {"name": self.name, "weights_id": self.weights_id, "layout": self.layout, "frame": self.frame,
-                "distance": "1 - cosine"}
+        return {**super().describe(), "distance": "1 - cosine"}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] != (self.frame, self.frame):
-            x = F.interpolate(x, size=(self.frame, self.frame), mode="bicubic", align_corners=False,
-                              antialias=x.shape[-1] > self.frame).clamp(0, 1)
-        return self.backbone(x, self.layout)
+        return self.network(self.in_frame(x), self.layout)
 
     @torch.no_grad()
     def embed(self, images, batch_size: int = 64) -> torch.Tensor:
