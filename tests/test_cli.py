@@ -39,5 +39,5 @@ def test_every_command_module_has_a_script():
     commands = {str(p.relative_to(ROOT).with_suffix("")).replace("/", ".")
                 for package in ("probes", "decoders") for p in (ROOT / package).glob("**/__main__.py")}
     commands |= {"decoders.train", "decoders.reconstruct", "decoders.evaluate", "decoders.perturbation",
-                 "decoders.aging.train"}
+                 "decoders.aging.train", "decoders.aging.ship"}
     assert commands <= targets
