@@ -10,7 +10,6 @@ before it is read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -22,17 +21,10 @@ from safetensors.torch import load, save
 
 from .errors import UnknownNameError, WeightFileError
 from .outputs import atomic_write_bytes
+from .weights import sha256_of as file_sha256
 
 MAX_SHIPPED_BYTES = 8 * 1024 * 1024  # the repository's limit per weight file
 METADATA_KEY = "faceprobe"
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_fp16_safetensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping,

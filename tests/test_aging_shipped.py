@@ -15,7 +15,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_aging_ipcgan import TINY, fit, settings, synthetic_faces, tiny_task
+from test_aging_ipcgan import TINY, fit, one_thread, settings, synthetic_faces, tiny_task  # noqa: F401 (fixture)
 from torch import nn
 
 from decoders.aging import IPCGAN_GROUPS, AgingError
@@ -45,14 +45,6 @@ class TinyAgeNet(nn.Module):
         brightness = x.mean((1, 2, 3))
         red = x[:, 0].mean((1, 2)) - x[:, 2].mean((1, 2))
         return self.scale * brightness, torch.stack([red * 10, -red * 10], 1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- probes.shipped
