@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from probes.training.checkpoints import CheckpointError
 from probes.training.trainer import TrainTask
 
+from ..age_reader import AgeReader, age_reading_loss, sex_keeping_loss
 from ..blocks import (
     array_to_unit,
     ema_copy,
@@ -21,7 +22,6 @@ from ..blocks import (
     optimise,
     update_ema,
 )
-from ..age_reader import AgeReader, age_reading_loss, sex_keeping_loss
 from ..checks import check_same_config, check_training_faces
 from ..classifier import AgeGroupClassifier
 from ..data import AgingFaces, first_faces
@@ -38,7 +38,8 @@ class IPCGANTask(TrainTask):
     generator that is sampled and exported) and ``age_classifier`` (frozen;
     kept in the checkpoint so a run is self-contained). The identity backbone is
     not stored (it is a pinned, named weight file); the config records its name
-    and weights id. So is the optional pretrained :class:`~decoders.aging.age_reader.AgeReader`. Validation looks at the first :attr:`val_images` faces of ``val``.
+    and weights id. So is the optional pretrained :class:`~decoders.aging.age_reader.AgeReader`.
+    Validation looks at the first :attr:`val_images` faces of ``val``.
     """
 
     kind = KIND
