@@ -238,8 +238,14 @@ def test_identity_reference_keeps_identity_and_ignores_target(identity_result):
     summary = r.tables["summary"]
     overall = summary[summary["breakdown"] == "all"]
     ver = overall[overall["metric"] == "verification_rate_fmr_0.05"]
-    assert len(ver) == 4 and (ver["value"] == 1.0).all() and (ver["ci_high"] == 1.0).all()
-    assert (ver["ci_low"] < 1.0).all() and (ver["n"] == 40).all()
+    assert len(ver) == 6 and (ver["value"] == 1.0).all() and (ver["ci_high"] == 1.0).all()
+    assert (ver["ci_low"] < 1.0).all() and (ver["n_sources"] == 40).all()
+    # Per target one output per face; pooled over both targets two, resampled as 40 faces.
+    pooled = ver["target_label"] == "all targets"
+    assert (ver.loc[pooled, "n"] == 80).all() and (ver.loc[~pooled, "n"] == 40).all() and pooled.sum() == 2
+    assert ver["interval"].str.startswith("source faces, Wilson over 40").all()  # all verified: no resampling
+    cos_rows = overall[overall["metric"] == "identity_cosine"]
+    assert (cos_rows["interval"] == "source faces, cluster bootstrap, 100 resamples").all()
     cos = overall[overall["metric"] == "identity_cosine"]
     np.testing.assert_allclose(cos["value"], 1.0, atol=1e-5)
     for metric in ("sex_flip", "abs_yaw_change", "achieved_shift"):

@@ -16,6 +16,7 @@ from ..dfd.templates import weights_key
 from .config import AuditConfig
 from .expressivity import PROJECTION_DIM
 from .measure import LAYOUT, FaceReaders, accepts_source_groups, is_invertible
+from .stats import interval_unit
 
 LOOSE_THRESHOLD_FACTOR = 3.0  # flag thresholds passing distinct audited faces at > 3x their FMR
 # The libraries whose versions every results file records.
@@ -115,7 +116,9 @@ def configuration_record(config: AuditConfig, readers: FaceReaders, decoder_info
         "expressivity": expressivity_record(config),
         "decoder": decoder_info, "decoder_faces": config.decoder_faces if config.decoder else None,
         "measure_size": config.measure_size, "layout": LAYOUT, "resize": "bicubic, antialiased when shrinking",
-        "ci": "95%: Wilson score interval for rates, percentile bootstrap over faces for means",
+        "ci": ("95%: summary rates and means resample source faces (interval_unit; a rate where every output "
+               "succeeds or fails gets a Wilson interval over the source faces); the estimator's accuracy on real "
+               "faces is a Wilson interval over those faces"), "interval_unit": interval_unit(config.n_boot),
         "n_boot": config.n_boot, "seed": config.seed, "batch_size": config.batch_size, "device": str(config.device),
         "torch_threads": torch.get_num_threads(), "versions": provenance(AUDIT_PACKAGES),
     }

@@ -174,7 +174,10 @@ def _opening(result) -> list[str]:
              f"{result.seconds.get('total', 0):.0f} s.</p>"),
              "<h2>Verdict flags</h2>", _flags_html(result),
              "<h2>Per target</h2>", _table(headline_table(result)),
-             "<p class='note'>All intervals are 95%: Wilson for rates, percentile bootstrap over faces for means.</p>"]
+             (f"<p class='note'>All intervals are 95%. Rates and means over outputs resample source faces "
+              f"({_esc(result.configuration.get('interval_unit', ''))}): one face gives one output per target, so "
+              "its outputs are not independent. A rate where every output succeeds (or fails) gets a Wilson "
+              "interval over the source faces instead. 'all targets' columns pool every target.</p>")]
     parts += [f"<p class='note'>{_esc(n)}</p>" for n in result.notes]
     return parts
 

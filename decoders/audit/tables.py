@@ -16,7 +16,7 @@ from ..aging.data import AgingFaces
 from ..aging.groups import AgeGroups
 from .config import AuditConfig
 from .measure import AgedFaces, Measured
-from .stats import RACE_LABELS, SEX_LABELS, Metric, summarise
+from .stats import ALL_TARGETS, RACE_LABELS, SEX_LABELS, Metric, summarise
 
 
 def per_face_table(faces: AgingFaces, real: Measured) -> pd.DataFrame:
@@ -113,7 +113,8 @@ ATTRIBUTE_METRICS = (Metric("sex_flip", "sex_flip", "rate"),
 
 def summary_table(per_output: pd.DataFrame, labels: Sequence[str], nets: dict[str, FaceBackbone],
                   judged: dict[int, bool], config: AuditConfig) -> pd.DataFrame:
-    """Every metric by target and breakdown level, with 95% intervals (identity, age, attributes)."""
+    """Every metric by target and breakdown level, with 95% intervals over source faces (identity, age,
+    attributes); identity and attributes also pooled over all targets (where one face gives several outputs)."""
     parts = []
     for role, net in nets.items():
         metrics = [Metric(f"verification_rate_fmr_{f:g}", f"{role}_accepted_fmr_{f:g}", "rate",
@@ -121,13 +122,14 @@ def summary_table(per_output: pd.DataFrame, labels: Sequence[str], nets: dict[st
         metrics += [Metric("identity_cosine", f"{role}_cosine", "mean", "cosine of input and output templates"),
                     Metric("identity_score", f"{role}_score", "mean", "verification score (cosine or -L2)")]
         parts.append(summarise(per_output, metrics, labels, n_boot=config.n_boot, seed=config.seed,
-                               extra={"section": "identity", "role": role, "backbone": net.name}))
+                               extra={"section": "identity", "role": role, "backbone": net.name},
+                               pooled=ALL_TARGETS))
     table = summarise(per_output, AGE_METRICS, labels, n_boot=config.n_boot, seed=config.seed,
                       extra={"section": "age", "role": None, "backbone": None})
     table["judged"] = table["target_label"].map(lambda lab: judged[labels.index(lab)])
     parts.append(table)
     parts.append(summarise(per_output, ATTRIBUTE_METRICS, labels, n_boot=config.n_boot, seed=config.seed,
-                           extra={"section": "attributes", "role": None, "backbone": None}))
+                           extra={"section": "attributes", "role": None, "backbone": None}, pooled=ALL_TARGETS))
     out = pd.concat(parts, ignore_index=True)
     if "judged" not in out:
         out["judged"] = None
