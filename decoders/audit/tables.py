@@ -32,6 +32,7 @@ def per_face_table(faces: AgingFaces, real: Measured) -> pd.DataFrame:
         "est_group": faces.groups.of(real.age), "est_p_male": real.p_male, "est_sex": real.sex,
         "est_sex_correct": np.where(faces.sex >= 0, (real.sex == faces.sex).astype(float), np.nan),
         "yaw": real.yaw,
+        **({"training_reader_age": real.training_age} if real.training_age is not None else {}),
     })
 
 
@@ -61,6 +62,8 @@ def per_output_table(aged: AgedFaces, nets: dict[str, FaceBackbone], thresholds:
             "yaw_in": real.yaw, "yaw_out": m.yaw, "yaw_change": m.yaw - real.yaw,
             "abs_yaw_change": np.abs(m.yaw - real.yaw),
         }
+        if m.training_age is not None:
+            frame.update({"training_reader_age_in": real.training_age, "training_reader_age_out": m.training_age})
         for role, net in nets.items():
             frame.update(identity_columns(role, net, real.embeddings[role], m.embeddings[role], thresholds))
         parts.append(pd.DataFrame(frame))

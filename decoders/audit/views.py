@@ -97,7 +97,7 @@ def results_dict(result) -> dict:
         "diversity": json_records(tables["diversity"]), "summary": json_records(tables["summary"]),
         "tables": {name: f"tables/{name}.csv" for name in tables},
     }
-    for name in ("expressivity", "decoder"):
+    for name in ("expressivity", "decoder", "age_readers", "realism"):
         if name in tables:
             out[name] = json_records(tables[name])
     return json_ready(out)
