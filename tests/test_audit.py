@@ -469,6 +469,9 @@ def test_cli_refuses_before_any_work(tmp_path, capsys):
     assert "pass --groups" in capsys.readouterr().err
     assert main(["--aged-folder", str(tmp_path), "--out", str(fresh)]) == 2
     assert "--aged-folder and --aged-csv go together" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--generator", "identity", "--training-age-reader", "my-reader", "--out", str(fresh)])
+    assert "--training-age-reader: invalid choice: 'my-reader'" in capsys.readouterr().err
     assert not fresh.exists()
 
 

@@ -66,6 +66,14 @@ def test_rates_at_zero_or_one_keep_an_interval():
     assert pooled["value"] == 0.5 and np.isnan(pooled["ci_low"]) and pooled["n_sources"] == 1
 
 
+def test_new_settings_are_checked_by_name():
+    assert AuditConfig(flagged_size="3", frechet_splits=2.0).checked().flagged_size == 3
+    with pytest.raises(AuditError, match="flagged_size must be >= 0, got -1"):
+        AuditConfig(flagged_size=-1).checked()
+    with pytest.raises(AuditError, match="frechet_splits must be positive, got 0"):
+        AuditConfig(frechet_splits=0).checked()
+
+
 def test_summary_without_pooling_has_no_pooled_rows():
     table = summarise(outputs_frame(np.zeros((5, 2))), [Metric("ok", "ok", "rate")], LABELS, breakdowns=("all",),
                       n_boot=50)
