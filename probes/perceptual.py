@@ -9,6 +9,7 @@ from the lpips wheel, then copy the trunk's conv weights in (HWIO -> OIHW).
 
 >>> d = perceptual_distance(x0, x1)              # [0, 1] RGB, N x 3 x H x W -> (N,)
 >>> metric = create_lpips("vgg"); d = metric(2 * x0 - 1, 2 * x1 - 1).flatten()
+>>> f = lpips_features(x0)                       # N x 1152 pooled AlexNet features (see its docstring)
 
 The checkpoints are read with a restricted unpickler that builds numpy arrays
 and nothing else.
@@ -140,6 +141,39 @@ def _as_image_tensor(images, name: str) -> torch.Tensor:
     if not images.is_floating_point():
         raise ImageError(f"{name} must be a float tensor, got {images.dtype}")
     return images
+
+
+def lpips_features(images, net: str = "alex", value_range: tuple[float, float] = (0.0, 1.0),
+                   device: str | torch.device | None = None, batch_size: int = 64) -> np.ndarray:
+    """Pooled LPIPS trunk features, N x C (float64): LPIPS' own view of each image as one vector.
+
+    Each trunk layer's ReLU output (AlexNet: conv1-conv5, 64+192+384+256+256 = 1152 channels) is
+    unit-normalised over channels at every position as LPIPS does, averaged over positions, and
+    each channel scaled by the square root of its v0.1 linear weight, so squared distances between
+    these vectors weigh channels as LPIPS does (LPIPS itself compares positions before averaging).
+    Inputs as :func:`perceptual_distance`'s; sides must be >= ``MIN_SIDE[net]``.
+    """
+    if net not in LPIPS_NETS:
+        raise UnknownNameError(f"unknown LPIPS net {net!r}; known: {', '.join(LPIPS_NETS)}")
+    x = _as_image_tensor(images, "images")
+    if not isinstance(images, np.ndarray):
+        low, high = (float(v) for v in value_range)
+        if not high > low:
+            raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}")
+        x = (x.float() - low) / (high - low)
+    if min(x.shape[-2:]) < MIN_SIDE[net]:
+        raise ImageError(f"images are {x.shape[-1]}x{x.shape[-2]}; LPIPS-{net} needs sides >= {MIN_SIDE[net]} px")
+    model = _shared_lpips(net, str(torch.device(device if device is not None else x.device)))
+    on = model.scaling_layer.shift.device
+    scales = [lin.model[-1].weight.detach().flatten().clamp(min=0).sqrt() for lin in model.lins]
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            layers = model.net(model.scaling_layer(x[start:start + batch_size].to(on) * 2 - 1))
+            pooled = [(f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)).mean((2, 3)) * s
+                      for f, s in zip(layers, scales)]
+            out.append(torch.cat(pooled, 1).cpu().double().numpy())
+    return np.concatenate(out) if out else np.zeros((0, sum(len(s) for s in scales)))
 
 
 def perceptual_distance(img0, img1, net: str = "alex", value_range: tuple[float, float] = (0.0, 1.0),

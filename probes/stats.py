@@ -1,4 +1,4 @@
-"""Intervals for rates and means: Wilson score intervals and percentile bootstraps."""
+"""Intervals for rates and means (Wilson score intervals, percentile bootstraps) and the Fréchet distance."""
 
 from __future__ import annotations
 
@@ -97,3 +97,49 @@ def cluster_bootstrap_mean(values, clusters, n_boot: int = 2000, confidence: flo
         draws[start:stop] = (weights @ sums) / (weights @ counts)
     alpha = (1 - confidence) / 2
     return mean, float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha)), len(v), k
+
+
+def gaussian_frechet_distance(mean_a, cov_a, mean_b, cov_b) -> float:
+    """Fréchet (2-Wasserstein squared) distance of two Gaussians:
+    ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2)``.
+
+    The square root goes through symmetric eigendecompositions (no complex round-off, unlike
+    ``sqrtm(S_a S_b)``); tiny negative eigenvalues of nearly singular covariances count as 0.
+    """
+    mean_a, mean_b = np.asarray(mean_a, np.float64).reshape(-1), np.asarray(mean_b, np.float64).reshape(-1)
+    cov_a, cov_b = np.atleast_2d(np.asarray(cov_a, np.float64)), np.atleast_2d(np.asarray(cov_b, np.float64))
+    d = len(mean_a)
+    for name, value, shape in (("mean_b", mean_b, (d,)), ("cov_a", cov_a, (d, d)), ("cov_b", cov_b, (d, d))):
+        if value.shape != shape:
+            raise ValueError(f"{name} has shape {value.shape}, expected {shape} (mean_a has {d} dimensions)")
+    root_a = _psd_sqrt(cov_a)
+    middle = root_a @ cov_b @ root_a
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
+    value = float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
+    return max(0.0, value)  # round-off can leave -1e-15 for equal Gaussians
+
+
+def _psd_sqrt(cov: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh((cov + cov.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def frechet_distance(a, b) -> float:
+    """Fréchet distance between Gaussians fitted to two samples (N_a x D and N_b x D; rows are samples).
+
+    The FID formula in any feature space; covariances with ``ddof=1``. The estimate is biased
+    upwards for small samples, so compare distances only between samples of equal sizes, and
+    keep D well under the sample sizes (reduce it first, e.g. by PCA).
+    """
+    samples = []
+    for name, x in (("a", a), ("b", b)):
+        x = np.asarray(x, np.float64)
+        if x.ndim != 2 or len(x) < 2:
+            raise ValueError(f"{name} must be N x D with N >= 2 samples, got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"{name} has non-finite values")
+        samples.append(x)
+    a, b = samples
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b differ in dimension: {a.shape[1]} vs {b.shape[1]}")
+    return gaussian_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))

@@ -18,6 +18,7 @@ from decoders.aging.agecgan import (
     InversionConfig,
     build_networks,
     build_task,
+    from_checkpoint,
     generator_from_checkpoint,
     load_agecgan,
     optimise_latents,
@@ -244,6 +245,11 @@ def test_loaded_model_meets_the_aging_contract_and_round_trips(run):
     # The EMA generator alone, at any step.
     generator, cfg = generator_from_checkpoint(load_checkpoint(out))
     assert cfg.latent_size == 8 and generator(torch.randn(2, 8), torch.tensor([0, 5])).shape == (2, 3, 32, 32)
+    # Age-cGAN trains against no age network; a checkpoint that records one names it to the audit.
+    assert model.training_age_reader is None
+    state = load_checkpoint(out)
+    state["config"]["age_reader"] = {"name": "faceapi-agegender", "weights_id": "sha-x"}
+    assert from_checkpoint(state).training_age_reader == "faceapi-agegender"
 
 
 def test_bad_inputs_raise_clear_errors(run, tmp_path):

@@ -25,6 +25,7 @@ from decoders.aging.ipcgan import (
     IPCGANGenerator,
     IPCGANModel,
     build_task,
+    from_checkpoint,
     load_ipcgan,
 )
 from decoders.aging.models import load_aging_model
@@ -247,6 +248,11 @@ def test_load_aging_model_round_trip_and_protocol(trained, tmp_path):
     per_face = model.age(faces, [0, 1, 2, 3, 4])
     assert np.array_equal(per_face[4], out[4])
     assert np.array_equal(load_ipcgan(run / "checkpoints" / "latest.pt").age(faces, 4), out)
+    # No age-reading loss in this run; with one, the checkpoint's record names the reader for the audit.
+    assert model.training_age_reader is None
+    state = load_checkpoint(run / "checkpoints" / "latest.pt")
+    state["config"]["age_reader"] = {"name": "faceapi-agegender", "weights_id": "sha-x", "layout": "utkface"}
+    assert from_checkpoint(state).training_age_reader == "faceapi-agegender"
 
     # A fresh process (weights_only loading, nothing shared) gives the same faces.
     np.save(tmp_path / "faces.npy", faces)

@@ -242,8 +242,14 @@ def test_identity_reference_keeps_identity_and_ignores_target(identity_result):
     summary = r.tables["summary"]
     overall = summary[summary["breakdown"] == "all"]
     ver = overall[overall["metric"] == "verification_rate_fmr_0.05"]
-    assert len(ver) == 4 and (ver["value"] == 1.0).all() and (ver["ci_high"] == 1.0).all()
-    assert (ver["ci_low"] < 1.0).all() and (ver["n"] == 40).all()
+    assert len(ver) == 6 and (ver["value"] == 1.0).all() and (ver["ci_high"] == 1.0).all()
+    assert (ver["ci_low"] < 1.0).all() and (ver["n_sources"] == 40).all()
+    # Per target one output per face; pooled over both targets two, resampled as 40 faces.
+    pooled = ver["target_label"] == "all targets"
+    assert (ver.loc[pooled, "n"] == 80).all() and (ver.loc[~pooled, "n"] == 40).all() and pooled.sum() == 2
+    assert ver["interval"].str.startswith("source faces, Wilson over 40").all()  # all verified: no resampling
+    cos_rows = overall[overall["metric"] == "identity_cosine"]
+    assert (cos_rows["interval"] == "source faces, cluster bootstrap, 100 resamples").all()
     cos = overall[overall["metric"] == "identity_cosine"]
     np.testing.assert_allclose(cos["value"], 1.0, atol=1e-5)
     for metric in ("sex_flip", "abs_yaw_change", "achieved_shift"):
@@ -267,6 +273,28 @@ def test_identity_reference_keeps_identity_and_ignores_target(identity_result):
     assert flags["age_not_judged"]["50+"].startswith(f"only {counts['50+']} real face(s)")
     assert r.tables["confusion"]["target"].tolist() == ["11-20", "50+"]
     assert r.tables["confusion"].iloc[:, 1:].to_numpy().sum() == 80
+
+
+def test_flagged_faces_and_realism_of_the_identity_reference(identity_result):
+    r = identity_result
+    out = r.tables["per_output"]
+    # Every output verified and no sex flips: only the judge's wrong groups, at the one judged target (11-20).
+    flagged = r.tables["flagged"]
+    wrong = out[(out["target"] == 0) & (out["est_group_out"] != 0)]
+    assert set(flagged["reason"]) == {"wrong target group"} and len(flagged) == len(wrong) > 0
+    assert sorted(flagged["face"]) == sorted(wrong["face"]) and set(flagged["target"]) == {0}
+    assert r.flags["flagged_outputs"]["wrong target group"] == {"outputs": len(wrong), "of_outputs": 80,
+                                                                "source_faces": len(wrong)}
+    shown = r.gallery["flagged"]
+    assert 0 < len(shown) <= 24 and all(s["reasons"][0].startswith("wrong target group") for s in shown)
+    # Realism: each face model's embeddings and LPIPS' trunk, per target; 50+ has too few real faces.
+    realism = r.tables["realism"]
+    assert len(realism) == 6 and realism["space"].nunique() == 3
+    assert "LPIPS AlexNet conv1-5, pooled" in set(realism["space"])
+    measured = realism[realism["target_label"] == "11-20"]
+    assert np.isfinite(measured["frechet"]).all() and np.isfinite(measured["floor"]).all()
+    assert (measured["dim_used"] == measured["faces_per_side"] // 2).all()  # too few faces for the full dims
+    assert realism.loc[realism["target_label"] == "50+", "reduction"].str.startswith("not measured").all()
 
 
 def test_expressivity_and_decoder_tables(identity_result):
@@ -301,6 +329,68 @@ def test_collapsed_reference_is_flagged_collapsed(audit, monkeypatch):
     assert all(t["collapsed"] for t in flags["diversity"]["per_target"].values())
     assert flags["diversity"]["outputs_lpips_across_inputs"] == 0.0 < flags["diversity"]["real_lpips_across_inputs"]
     assert "COLLAPSED" in result.headline().iloc[0, -1]
+
+
+class CentreAge:
+    """A stand-in judge: age from the brightness of the face's centre, P(male) from its red-blue balance."""
+
+    name, weights_id, attributes = "test-centre-age", "centre-v1", ("age", "sex")
+
+    def predict(self, images, layout="chip", batch_size=64):
+        x = np.asarray(images, np.float64)
+        side = x.shape[1]
+        centre = x[:, side // 4:3 * side // 4, side // 4:3 * side // 4]
+        p_male = 1 / (1 + np.exp(-(centre[..., 0].mean((1, 2)) - centre[..., 2].mean((1, 2))) / 10))
+        return {"age": 5 + 70 * centre.mean((1, 2, 3)) / 255, "p_male": p_male, "sex": (p_male < 0.5).astype(np.int64)}
+
+
+class CornerAge:
+    """A stand-in training age reader that reads only the top-left corner: easy to fool."""
+
+    name, weights_id, attributes = "test-corner-age", "corner-v1", ("age", "sex")
+
+    def predict(self, images, layout="chip", batch_size=64):
+        x = np.asarray(images, np.float64)
+        k = x.shape[1] // 8
+        return {"age": 80 * x[:, :k, :k].mean((1, 2, 3)) / 255, "p_male": np.full(len(x), 0.5),
+                "sex": np.zeros(len(x), np.int64)}
+
+
+def corner_stamp(images, target):
+    """'Ages' a face by painting its top-left corner brighter for older targets: the centre is untouched."""
+    out = np.array(images, copy=True)
+    out[:, :8, :8] = 30 + 50 * int(target)
+    return out
+
+
+def test_generator_that_fools_its_training_age_reader_is_flagged(audit):
+    from probes.labellers import LabellerSpec, list_labellers, register_labeller
+
+    if CornerAge.name not in list_labellers():  # the model names its reader, as a checkpoint would
+        register_labeller(LabellerSpec(CornerAge.name, lambda **kw: CornerAge(), CornerAge.attributes,
+                                       "test stand-in", "tests", "none"))
+    model = FunctionAging(corner_stamp, IPCGAN_GROUPS, 64, name="corner-stamp")
+    model.training_age_reader = CornerAge.name
+    faces = make_faces(24, seed=4)
+    result = AgingAudit(**{**_params(audit), "age_labeller": CentreAge(), "expressivity": None}).run(
+        model, faces, targets=[0, 4])
+    table = result.tables["age_readers"].set_index("target_label")
+    # The judge sees the same faces at both targets; the training reader sees ~63 years of aging.
+    assert table.loc["11-20", "judge_age"] == table.loc["50+", "judge_age"]
+    assert table.loc["50+", "reader_age"] - table.loc["11-20", "reader_age"] > 50
+    assert (table["n_sources"] == 24).all() and table["real_n"].tolist() == [(faces.group == 0).sum(),
+                                                                              (faces.group == 4).sum()]
+    record = result.flags["age_readers"]
+    assert result.flags["fools_own_age_loss"] and record["judge_span"] == 0 and record["reader_span"] > 50
+    assert record["reasons"][0].startswith("the judge's age span over the targets (0.0 y)")
+    assert (record["training_reader"], record["judge"], record["same_network"]) == (CornerAge.name, CentreAge.name,
+                                                                                    False)
+    assert result.model["training_age_reader"] == CornerAge.name
+    assert result.configuration["training_age_reader"] == {"name": CornerAge.name, "weights_id": "corner-v1",
+                                                           "same_network_as_judge": False}
+    html = result.to_html()
+    assert "FOOLS ITS OWN AGE LOSS RATHER THAN AGING THE FACE" in html and "training reader (y)" in html
+    assert "(reader " in html  # the grid's captions give the reader's age beside the judge's
 
 
 def _params(audit: AgingAudit) -> dict:
@@ -338,8 +428,15 @@ def test_report_files_and_headless_chromium_screenshot(identity_result, tmp_path
     tables = {p.name for p in (out / "tables").iterdir()}
     assert {"summary.csv", "per_output.csv", "expressivity.csv", "decoder.csv"} <= tables
     html = (out / "report.html").read_text()
-    assert html.count("src='data:image/png;base64,") >= 5 + 3 * 4  # figures + gallery images
+    assert html.count("src='data:image/png;base64,") >= 5 + 2 * 3 * 4  # figures + gallery images and reconstructions
     assert "bicubic upsampling" in html and "IGNORES THE TARGET" in html and "faceprobe_commit" in html
+    # The report opens with the aged faces (4 sources x (source + 2 targets), each beside its reconstruction),
+    # then the verdict, then the flagged faces.
+    assert html.index("<h2>Aged faces</h2>") < html.index("<h2>Verdict flags</h2>") < html.index("<h2>Flagged faces")
+    grid = html[html.index("<h2>Aged faces</h2>"):html.index("<h2>Verdict flags</h2>")]
+    assert grid.count("<img class='recon'") == 4 * 3 and grid.count("<img ") == 2 * 4 * 3
+    assert "<h2>Realism</h2>" in html and "source faces, " in html
+    assert {"flagged.csv", "realism.csv"} <= tables and results["realism"] and "flagged_outputs" in results["flags"]
     with pytest.raises(OutputFolderError, match="already exists"):
         identity_result.save(out)
     if CHROMIUM is None:
@@ -376,6 +473,9 @@ def test_cli_refuses_before_any_work(tmp_path, capsys):
     assert "pass --groups" in capsys.readouterr().err
     assert main(["--aged-folder", str(tmp_path), "--out", str(fresh)]) == 2
     assert "--aged-folder and --aged-csv go together" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--generator", "identity", "--training-age-reader", "my-reader", "--out", str(fresh)])
+    assert "--training-age-reader: invalid choice: 'my-reader'" in capsys.readouterr().err
     assert not fresh.exists()
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from probes.errors import ImageError, UnknownNameError, WeightFileError
-from probes.perceptual import create_lpips, perceptual_distance, read_lpips_checkpoint
+from probes.perceptual import create_lpips, lpips_features, perceptual_distance, read_lpips_checkpoint
 
 # LPIPS' own example patches (imgs/ in richzhang/PerceptualSimilarity) and the
 # distances lpips 0.1.4 with torchvision's AlexNet gives for them.
@@ -151,6 +151,24 @@ def test_bad_inputs_are_named(alex, alex_ckpt):
         perceptual_distance(x, x, net="squeeze")
     with pytest.raises(WeightFileError, match="vgg16.ckpt.*AlexNet_0"):
         create_lpips("alex", weights=_ckpt("vgg16.ckpt"))
+
+
+def test_pooled_features_are_lpips_view(alex_ckpt):
+    rng = np.random.default_rng(0)
+    x0 = rng.integers(0, 256, (6, 48, 48, 3), dtype=np.uint8)
+    x1 = np.clip(x0.astype(int) + rng.integers(-60, 60, x0.shape), 0, 255).astype(np.uint8)
+    f0, f1 = lpips_features(x0, batch_size=4), lpips_features(x1)
+    assert f0.shape == (6, 64 + 192 + 384 + 256 + 256) and f0.dtype == np.float64 and np.isfinite(f0).all()
+    # Float input in [0, 1] reads the same as uint8.
+    np.testing.assert_allclose(lpips_features(torch.from_numpy(x0).permute(0, 3, 1, 2) / 255.0), f0, atol=1e-5)
+    # Pooling before comparing can only lose difference (Jensen): ||mean f0 - mean f1||^2 <= LPIPS, > 0 here.
+    pooled = ((f0 - f1) ** 2).sum(1)
+    lpips_d = perceptual_distance(x0, x1).numpy()
+    assert (pooled > 0).all() and (pooled <= lpips_d + 1e-5).all()
+    with pytest.raises(ImageError, match="needs sides >= 31"):
+        lpips_features(x0[:, :20, :20])
+    with pytest.raises(UnknownNameError, match="unknown LPIPS net 'squeeze'"):
+        lpips_features(x0, net="squeeze")
 
 
 def test_vgg_trunk_loads():

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from probes.stats import bootstrap_mean, cluster_bootstrap_mean, wilson_interval
+from probes.stats import (
+    bootstrap_mean,
+    cluster_bootstrap_mean,
+    frechet_distance,
+    gaussian_frechet_distance,
+    wilson_interval,
+)
 
 
 def test_cluster_bootstrap_equals_plain_bootstrap_scale_for_singletons():
@@ -77,3 +83,42 @@ def test_drift_summary_intervals_are_over_people_when_the_table_names_them():
     assert by_person["n_people"] == 8 and by_person["verified_rate"] == by_image["verified_rate"]
     width = lambda row: row["verified_ci_high"] - row["verified_ci_low"]  # noqa: E731
     assert width(by_person) > 2 * width(by_image)
+
+
+def test_gaussian_frechet_distance_closed_forms():
+    # 1-D: (m1 - m2)^2 + (s1 - s2)^2.
+    assert gaussian_frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]) == pytest.approx(4 + 1)
+    # Commuting (diagonal) covariances: |dm|^2 + sum (sqrt(a) - sqrt(b))^2.
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 4.0, 1.0])
+    expected = 3.0 + (1 - 2) ** 2 + 0 + (3 - 1) ** 2
+    assert gaussian_frechet_distance(np.zeros(3), np.diag(a), np.ones(3), np.diag(b)) == pytest.approx(expected)
+    # Non-commuting covariances against scipy's matrix square root of S_a S_b.
+    from scipy.linalg import sqrtm
+
+    sa = np.array([[2.0, 0.8], [0.8, 1.0]])
+    sb = np.array([[1.0, -0.5], [-0.5, 3.0]])
+    cross = np.real(sqrtm(sa @ sb))
+    expected = 0.5 ** 2 + np.trace(sa + sb - 2 * cross)
+    assert gaussian_frechet_distance([0.0, 0.0], sa, [0.5, 0.0], sb) == pytest.approx(expected, rel=1e-9)
+    assert gaussian_frechet_distance([0.0, 0.0], sa, [0.0, 0.0], sa) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="cov_b has shape"):
+        gaussian_frechet_distance([0.0, 0.0], sa, [0.0, 0.0], np.eye(3))
+
+
+def test_frechet_distance_of_samples_approaches_the_gaussians():
+    rng = np.random.default_rng(5)
+    sa = np.array([[2.0, 0.8, 0.0], [0.8, 1.0, 0.3], [0.0, 0.3, 0.5]])
+    sb = np.diag([1.0, 3.0, 0.2])
+    mb = np.array([1.0, -1.0, 0.5])
+    truth = gaussian_frechet_distance(np.zeros(3), sa, mb, sb)
+    a = rng.multivariate_normal(np.zeros(3), sa, 200_000)
+    b = rng.multivariate_normal(mb, sb, 200_000)
+    assert frechet_distance(a, b) == pytest.approx(truth, rel=0.02)
+    assert frechet_distance(a, b) == pytest.approx(frechet_distance(b, a), rel=1e-9)
+    assert frechet_distance(a[:500], a[:500]) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="a must be N x D with N >= 2"):
+        frechet_distance(a[:1], b)
+    with pytest.raises(ValueError, match="differ in dimension"):
+        frechet_distance(a, b[:, :2])
+    with pytest.raises(ValueError, match="b has non-finite"):
+        frechet_distance(a[:10], np.full((10, 3), np.nan))

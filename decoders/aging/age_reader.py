@@ -87,6 +87,13 @@ class AgeReader(FrozenFaceReader):
         return age.float(), torch.softmax(logits.float(), dim=1)[:, 0]
 
 
+def recorded_age_reader(config: dict) -> str | None:
+    """The labeller name of the age network a checkpoint's config (``describe()`` under ``age_reader``) says
+    the GAN was trained against; None when it records none."""
+    record = config.get("age_reader") if isinstance(config, dict) else None
+    return str(record["name"]) if isinstance(record, dict) and record.get("name") else None
+
+
 def age_reading_loss(age: torch.Tensor, target_years: torch.Tensor) -> torch.Tensor:
     """Mean absolute error in years between the reader's ages and the targets."""
     return (age - target_years.to(age)).abs().mean()

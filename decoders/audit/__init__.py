@@ -7,12 +7,14 @@
 >>> result.headline(); result.tables["summary"]; result.save("audit/")  # doctest: +SKIP
 
 For each target age group, broken down by sex, race, source age group (and age
-gap), with 95% intervals: identity kept (verification at a fixed FMR and
-cosine, by the GAN's training face model and an independent one), the age the
-outputs reach (by an age estimator other than the GAN's, with groups it cannot
-judge flagged), attribute drift (sex, yaw), diversity / collapse (LPIPS), and
-what the face model's layers encode of originals vs aged faces; optionally a
-template decoder's reconstructions of aged templates.
+gap), with 95% intervals over source faces: identity kept (verification at a
+fixed FMR and cosine, by the GAN's training face model and an independent one),
+the age the outputs reach (by an age estimator other than the GAN's, with groups
+it cannot judge flagged; beside the GAN's own training age reader when the model
+names one), attribute drift (sex, yaw), diversity / collapse (LPIPS), realism
+(Fréchet distances to real faces of the group, beside a floor), the flagged
+outputs, and what the face model's layers encode of originals vs aged faces;
+optionally a template decoder's reconstructions of aged templates.
 """
 
 from .config import AuditConfig

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an independent face model (e.g. hse-mobilenet-vggface2, mobileface)")
     m.add_argument("--age-labeller", default="hse-agegender", choices=("hse-agegender", "faceapi-agegender"),
                    help="age/sex judge; faceapi-agegender was trained on UTKFace, so it is not independent there")
+    m.add_argument("--training-age-reader", choices=("hse-agegender", "faceapi-agegender"),
+                   help="the age network the GAN was trained against (default: the model's own record, if any); "
+                        "its readings go beside the judge's")
     m.add_argument("--pose-labeller", default="faceapi-headpose", help="yaw estimator ('none' skips yaw)")
     m.add_argument("--fmr", type=float, nargs="+", default=[1e-3], help="false match rates (first = headline)")
     m.add_argument("--no-lfw", action="store_true", help="thresholds from UTKFace impostor pairs, not LFW")
@@ -97,6 +100,7 @@ def audit_from_args(args: argparse.Namespace) -> AgingAudit:
     return AgingAudit(
         train_backbone=args.train_backbone, independent_backbone=args.independent_backbone,
         age_labeller=args.age_labeller, pose_labeller=None if args.pose_labeller == "none" else args.pose_labeller,
+        training_age_reader=args.training_age_reader,
         fmrs=args.fmr, data_root=args.data_root, use_lfw=not args.no_lfw, lfw_max_pairs=args.lfw_max_pairs,
         cache_dir=args.cache_dir, max_estimator_mae=args.max_estimator_mae,
         min_real_faces=args.min_real_faces, collapse_fraction=args.collapse_fraction,
@@ -134,6 +138,11 @@ def print_summary(result: AuditResult, out: str) -> None:
           f"{', '.join(flags['age_not_judged']) or 'none'}; threshold fallback: "
           f"{', '.join(flags['threshold_fallback_backbones']) or 'none'}; loose thresholds: "
           f"{', '.join(r['backbone'] for r in flags['loose_thresholds']) or 'none'}")
+    readers = flags.get("age_readers")
+    if readers is not None:
+        print("fools its own age loss: " + ("; ".join(readers["reasons"]) if readers["fools_own_age_loss"] else
+                                            "no" + (" (its reader is the judge: not judged independently)"
+                                                    if readers["same_network"] else "")))
     print(f"report: {out}/report.html ({result.seconds['total']:.0f} s)")
 
 

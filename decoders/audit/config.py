@@ -36,6 +36,9 @@ class AuditConfig:
       independent judge there; HSE's heads are not known to have seen UTKFace (their authors report
       it as a test set), so they judge by default;
       ``pose_labeller``: yaw (``faceapi-headpose``; None skips yaw).
+    - ``training_age_reader``: the pretrained age network the GAN was trained against (a labeller
+      name or object); None takes the model's ``training_age_reader`` attribute, and without one
+      the comparison is skipped. Every output is read by it too, beside the judge above.
     - ``fmrs``: false match rates; the first is the headline. Thresholds come
       from LFW's pairs.txt for each face model (``use_lfw``, ``data_root``,
       ``lfw_max_pairs``, ``cache_dir`` for LFW templates); when LFW is absent (or
@@ -54,7 +57,9 @@ class AuditConfig:
       ``expressivity_layers`` (default the tap layers) and ``expressivity_attributes``.
     - ``decoder``: a template decoder checkpoint (DFD); its reconstructions of
       original and aged templates go beside the images (``decoder_faces`` faces).
-    - ``measure_size``: the frame every image is measured in; ``gallery_size``: faces shown;
+    - ``frechet_splits``: random splits of each group's real faces behind the Fréchet distances and their floor.
+    - ``measure_size``: the frame every image is measured in; ``gallery_size``: source faces in the opening
+      grid; ``flagged_size``: flagged outputs shown (all are listed in the ``flagged`` table);
       ``n_boot``: bootstrap replicates; ``seed``, ``batch_size``, ``device``, ``progress``.
     """
 
@@ -62,6 +67,7 @@ class AuditConfig:
     independent_backbone: str | FaceBackbone = DEFAULT_INDEPENDENT_BACKBONE
     age_labeller: str | Labeller = "hse-agegender"
     pose_labeller: str | Labeller | None = "faceapi-headpose"
+    training_age_reader: str | Labeller | None = None
     fmrs: Sequence[float] = (1e-3,)
     thresholds: Mapping[str, Mapping[float, float]] | None = None
     data_root: str | Path | None = None
@@ -82,6 +88,8 @@ class AuditConfig:
     decoder_faces: int = 64
     measure_size: int = UTKFACE_FRAME
     gallery_size: int = 12
+    flagged_size: int = 24
+    frechet_splits: int = 10
     n_boot: int = 1000
     seed: int = 0
     batch_size: int = 32
@@ -94,8 +102,8 @@ class AuditConfig:
         values["fmrs"] = tuple(float(f) for f in self.fmrs)
         for name in ("max_estimator_mae", "collapse_fraction", "target_fraction"):
             values[name] = float(values[name])
-        for name in ("min_real_faces", "lpips_pairs", "decoder_faces", "measure_size", "gallery_size", "n_boot",
-                     "seed", "batch_size"):
+        for name in ("min_real_faces", "lpips_pairs", "decoder_faces", "measure_size", "gallery_size", "flagged_size",
+                     "frechet_splits", "n_boot", "seed", "batch_size"):
             values[name] = int(values[name])
         values["expressivity_params"] = dict(self.expressivity_params or {})
         values["expressivity_attributes"] = tuple(self.expressivity_attributes)
@@ -112,11 +120,12 @@ class AuditConfig:
                 raise AuditError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.max_estimator_mae <= 0:
             raise AuditError(f"--max-estimator-mae must be positive, got {self.max_estimator_mae}")
-        for name in ("lpips_pairs", "batch_size", "measure_size"):
+        for name in ("lpips_pairs", "batch_size", "measure_size", "frechet_splits"):
             if getattr(self, name) < 1:
                 raise AuditError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.gallery_size < 0 or self.decoder_faces < 0 or self.n_boot < 0:
-            raise AuditError("gallery_size, decoder_faces and n_boot must be >= 0")
+        for name in ("gallery_size", "flagged_size", "decoder_faces", "n_boot"):
+            if getattr(self, name) < 0:
+                raise AuditError(f"{name} must be >= 0, got {getattr(self, name)}")
         bad = [a for a in self.expressivity_attributes if a not in EXPRESSIVITY_ATTRIBUTES]
         if bad:
             raise AuditError(f"expressivity attributes {bad} unknown; choose from {', '.join(EXPRESSIVITY_ATTRIBUTES)}")

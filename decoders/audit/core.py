@@ -2,9 +2,10 @@
 
 The audit ages every face to every target, reads inputs and outputs alike in one measurement
 frame (:mod:`.measure`), and measures identity (:mod:`.thresholds`, :mod:`.tables`), achieved age and
-attribute drift (:mod:`.tables`), diversity (:mod:`.diversity`), what the face model's layers encode
+attribute drift (:mod:`.tables`), the GAN's training age reader beside the judge (:mod:`.age_readers`),
+diversity (:mod:`.diversity`), realism (:mod:`.realism`), what the face model's layers encode
 (:mod:`.expressivity`) and, with a template decoder, what templates carry of the aging
-(:mod:`.reconstruction`).
+(:mod:`.reconstruction`); :mod:`.flagged` collects the outputs it flags.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from tqdm.auto import tqdm
 
 from ..aging.data import AgingFaces
 from ..aging.groups import AgeGroups, AgingError
+from .age_readers import reader_flags, reader_table
 from .config import AuditConfig
 from .diversity import measure_diversity
 from .expressivity import expressivity_table
+from .flagged import flagged_counts, flagged_outputs, shown_flagged
 from .measure import (
     ROLES,
     AgedFaces,
@@ -30,6 +33,7 @@ from .measure import (
     measure_images,
     prepare_faces,
 )
+from .realism import realism_table
 from .reconstruction import decoded_faces, load_template_decoder
 from .records import audit_flags, configuration_record, data_record, frame_note, model_notes, model_record
 from .result import AuditResult
@@ -67,9 +71,14 @@ class AgingAudit(AuditConfig):
 
         aged, thresholds = generate_and_measure(model, name, faces, targets, readers, config, seconds)
         tables, estimator_real, judged = measurement_tables(aged, readers, thresholds, config)
+        readers_record = reader_flags(tables["age_readers"], readers) if "age_readers" in tables else None
         t0 = time.perf_counter()
         tables["diversity"], diversity_flags = measure_diversity(aged, groups.labels, config)
         seconds["diversity"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        tables["realism"] = realism_table(aged, readers, config)
+        seconds["realism"] = time.perf_counter() - t0
+        tables["flagged"] = flagged_outputs(tables["per_output"], thresholds, judged, groups, config.fmrs[0])
         if config.expressivity:
             t0 = time.perf_counter()
             table, note = expressivity_table(aged, readers.nets["train"], readers, config)
@@ -81,7 +90,8 @@ class AgingAudit(AuditConfig):
 
         gallery_idx = gallery_indices(faces, config.gallery_size)
         gallery = {"indices": gallery_idx.tolist(), "inputs": faces.images[gallery_idx],
-                   "outputs": {t: aged.outputs[t][gallery_idx] for t in targets}}
+                   "outputs": {t: aged.outputs[t][gallery_idx] for t in targets},
+                   "flagged": shown_flagged(tables["flagged"], aged, config.flagged_size)}
         decoder_info = None
         if decoder is not None:
             t0 = time.perf_counter()
@@ -89,7 +99,9 @@ class AgingAudit(AuditConfig):
             gallery.update(recon)
             seconds["decoder"] = time.perf_counter() - t0
 
-        flags = audit_flags(estimator_real, judged, diversity_flags, thresholds, targets, groups.labels)
+        flags = audit_flags(estimator_real, judged, diversity_flags, thresholds, targets, groups.labels,
+                            readers_record)
+        flags["flagged_outputs"] = flagged_counts(tables["flagged"], tables["per_output"])
         seconds["total"] = time.perf_counter() - started
         return AuditResult(model_record(model, name, targets),
                            data_record(faces, tables["per_face"], selection, config.measure_size),
@@ -137,7 +149,8 @@ def generate_and_measure(model, name: str, faces: AgingFaces, targets: list[int]
 
 def measurement_tables(aged: AgedFaces, readers: FaceReaders, thresholds: list[dict], config: AuditConfig
                        ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict[int, bool]]:
-    """The tidy tables (summary first), the estimator's table on real faces, and which targets it can judge."""
+    """The tidy tables (summary first; the training age reader's beside the judge's when there is one), the
+    estimator's table on real faces, and which targets it can judge."""
     groups = aged.faces.groups
     per_face = per_face_table(aged.faces, aged.real)
     per_output = per_output_table(aged, readers.nets, thresholds)
@@ -147,6 +160,8 @@ def measurement_tables(aged: AgedFaces, readers: FaceReaders, thresholds: list[d
     tables = {"summary": summary, "per_output": per_output, "per_face": per_face,
               "thresholds": pd.DataFrame(thresholds), "estimator_real": estimator_real,
               "confusion": confusion, "confusion_real": confusion_real}
+    if readers.training_age is not None:
+        tables["age_readers"] = reader_table(per_output, per_face, groups.labels, aged.targets, config)
     return tables, estimator_real, judged
 
 

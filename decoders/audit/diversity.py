@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from probes.perceptual import MIN_SIDE, perceptual_distance
-from probes.stats import bootstrap_mean
+from probes.stats import cluster_bootstrap_mean
 
 from ..aging.data import resize_faces
 from .config import AuditConfig
@@ -42,10 +42,14 @@ class LPIPSRows:
                            .cpu().numpy())
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
-    def add(self, comparison: str, which: str, target: str, values: np.ndarray) -> float:
-        mean, low, high, k = bootstrap_mean(values, self.config.n_boot, rng=self.rng)
+    def add(self, comparison: str, which: str, target: str, values: np.ndarray, units: np.ndarray | None = None,
+            unit: str = "pairs") -> float:
+        """A row: the mean with an interval resampling ``units`` (one per value; each value its own when None)."""
+        units = np.arange(len(values)) if units is None else units
+        mean, low, high, k, n_units = cluster_bootstrap_mean(values, units, self.config.n_boot, rng=self.rng)
         self.rows.append({"comparison": comparison, "set": which, "target_label": target, "n_pairs": k,
-                          "mean_lpips": mean, "ci_low": low, "ci_high": high})
+                          "mean_lpips": mean, "ci_low": low, "ci_high": high, "n_units": n_units,
+                          "interval": f"{unit}, bootstrap, {self.config.n_boot} resamples"})
         self.bar.update(1)
         return mean
 
@@ -83,12 +87,15 @@ def measure_diversity(aged: AgedFaces, labels: Sequence[str], config: AuditConfi
         mean = lpips.add("different inputs, same target", "outputs", labels[t], values)
         change = lpips.distances(outputs[t], faces.images)
         change_all.append(change)
-        lpips.add("output vs its input", "outputs", labels[t], change)
+        lpips.add("output vs its input", "outputs", labels[t], change, unit="source faces")
         ratio = mean / real_across if real_across > 0 else float("nan")
         flags["per_target"][labels[t]] = {"lpips_across_inputs": mean, "ratio_to_real": ratio,
                                           "collapsed": bool(ratio < config.collapse_fraction)}
-    lpips.add("different inputs, same target", "outputs", "all", np.concatenate(across_all))
-    lpips.add("output vs its input", "outputs", "all", np.concatenate(change_all))
+    # Pooled over targets, the same pair (and the same face) recurs once per target: resample those, not values.
+    lpips.add("different inputs, same target", "outputs", "all", np.concatenate(across_all),
+              np.tile(np.arange(len(i)), len(targets)), "pairs of source faces (each once over all targets)")
+    lpips.add("output vs its input", "outputs", "all", np.concatenate(change_all),
+              np.tile(np.arange(n), len(targets)), "source faces (each once over all targets)")
     between = between_targets(lpips, aged, rng, count)
     bar.close()
     across = float(np.mean(np.concatenate(across_all)))
@@ -106,7 +113,7 @@ def between_targets(lpips: LPIPSRows, aged: AgedFaces, rng: np.random.Generator,
     tb = (ta + rng.integers(1, len(targets), count)) % len(targets)
     a = np.stack([outputs[targets[x]][f] for x, f in zip(ta, k)])
     b = np.stack([outputs[targets[x]][f] for x, f in zip(tb, k)])
-    return lpips.add("same input, different targets", "outputs", "all", lpips.distances(a, b))
+    return lpips.add("same input, different targets", "outputs", "all", lpips.distances(a, b), k, "source faces")
 
 
 def diversity_flags(real_across: float, across: float, real_ages: float, between: float,

@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from probes.stats import rate
+from .stats import ALL_TARGETS
 
 
 def _plt():
@@ -30,6 +30,21 @@ def figure_png(fig, dpi: int = 100) -> bytes:
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
+
+
+def summary_rows(result, metric: str, target: str, breakdown: str = "all", role: str | None = None) -> pd.DataFrame:
+    """The summary's rows of one metric for one target label (or ``all targets``), indexed by level."""
+    summary = result.tables["summary"]
+    part = summary[(summary["metric"] == metric) & (summary["target_label"] == target)
+                   & (summary["breakdown"] == breakdown)]
+    if role is not None:
+        part = part[part["role"] == role]
+    return part.set_index("level")
+
+
+def error_bars(part: pd.DataFrame) -> np.ndarray:
+    """2 x N distances from each value to its interval's ends (0 where there is no interval)."""
+    return np.nan_to_num(np.array([part["value"] - part["ci_low"], part["ci_high"] - part["value"]]))
 
 
 def _role_names(result) -> dict[str, str]:
@@ -55,17 +70,16 @@ def plot_identity(result):
     gaps = sorted(frame["age_gap"].unique())
     palette = sns.color_palette("colorblind", len(names))
     for k, (role, name) in enumerate(names.items()):
-        col = f"{role}_accepted_fmr_{fmr:g}"
-        stats = [rate(frame.loc[frame["age_gap"] == g, col]) for g in gaps]
-        values = np.array([s[0] for s in stats])
-        err = np.array([[s[0] - s[1] for s in stats], [s[2] - s[0] for s in stats]])
-        axes[1].errorbar(np.asarray(gaps) + (k - 0.5) * 0.12, values, yerr=err, marker="o", capsize=3,
-                         label=name, color=palette[k])
+        # All targets pooled, by age gap: the summary's intervals, over source faces.
+        part = summary_rows(result, f"verification_rate_fmr_{fmr:g}", ALL_TARGETS, "age_gap", role)
+        part = part.reindex([f"{int(g):+d}" for g in gaps])
+        axes[1].errorbar(np.asarray(gaps) + (k - 0.5) * 0.12, part["value"], yerr=error_bars(part), marker="o",
+                         capsize=3, label=name, color=palette[k])
     axes[1].set_ylim(-0.02, 1.02)
     axes[1].set_xticks(gaps)
     axes[1].set_xlabel("age gap (target - source group)")
     axes[1].set_ylabel(f"verification rate @ FMR {fmr:g}")
-    axes[1].set_title("outputs verified as their input (95% Wilson CI)")
+    axes[1].set_title("outputs verified as their input (95% CI over source faces)")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -112,17 +126,16 @@ def plot_age(result):
 
 
 def plot_attributes(result):
-    """Attribute drift: sex flip rate (Wilson CI) and yaw change per target."""
+    """Attribute drift: sex flip rate (95% CI over source faces) and yaw change per target."""
     plt, sns = _plt()
     frame = result.tables["per_output"]
     labels = [result.model["groups"]["labels"][t] for t in result.model["targets"]]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, col, title in ((axes[0], "sex_flip", "sex flip rate (estimated sex, input vs output)"),
                            (axes[1], "sex_differs_from_label", "output sex differs from UTKFace label")):
-        stats = [rate(frame.loc[frame["target_label"] == lab, col]) for lab in labels]
-        values = np.array([s[0] for s in stats])
-        err = np.array([[s[0] - s[1] for s in stats], [s[2] - s[0] for s in stats]])
-        ax.bar(range(len(labels)), values, yerr=err, capsize=3, color=sns.color_palette("colorblind")[0])
+        part = pd.concat([summary_rows(result, col, lab) for lab in labels])
+        ax.bar(range(len(labels)), part["value"], yerr=error_bars(part), capsize=3,
+               color=sns.color_palette("colorblind")[0])
         if col == "sex_differs_from_label":
             real = result.tables["per_face"]["est_sex_correct"]
             ax.axhline(1 - real.mean(), color="black", ls="--", lw=1, label="real faces (estimator error)")

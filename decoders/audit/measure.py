@@ -40,15 +40,22 @@ class Measured:
     p_male: np.ndarray
     sex: np.ndarray
     yaw: np.ndarray
+    training_age: np.ndarray | None = None  # the GAN's training age reader's reading, when there is one
 
 
 @dataclass
 class FaceReaders:
-    """The face models (by role: ``train``, ``independent``) and labellers that read every image."""
+    """The face models (by role: ``train``, ``independent``) and labellers that read every image.
+
+    ``age`` is the judge; ``training_age`` the age network the GAN was trained against (None: none
+    known), ``training_is_judge`` whether that is the judge's own network (then no independent judgement).
+    """
 
     nets: dict[str, FaceBackbone]
     age: Labeller
     pose: Labeller | None
+    training_age: Labeller | None = None
+    training_is_judge: bool = False
 
 
 @dataclass
@@ -70,8 +77,25 @@ def load_readers(config: AuditConfig, model) -> FaceReaders:
     if nets["train"].name == nets["independent"].name:
         raise AuditError(f"the independent face model must differ from the GAN's training model "
                          f"({nets['train'].name}); choose another --independent-backbone")
-    return FaceReaders(nets, load_labeller(config.age_labeller, config.device),
-                       load_labeller(config.pose_labeller, config.device))
+    judge = load_labeller(config.age_labeller, config.device)
+    return FaceReaders(nets, judge, load_labeller(config.pose_labeller, config.device),
+                       *training_reader(config, model, judge))
+
+
+def training_reader(config: AuditConfig, model, judge: Labeller) -> tuple[Labeller | None, bool]:
+    """The age network the GAN was trained against (the setting, else the model's ``training_age_reader``),
+    and whether it is the judge's own network (same name and weights)."""
+    spec = config.training_age_reader or getattr(model, "training_age_reader", None)
+    if spec is None:
+        return None, False
+    if not isinstance(spec, str) and not callable(getattr(spec, "predict", None)):
+        raise AuditError(f"training_age_reader must be a labeller name or a labeller, got {type(spec).__name__}")
+    if isinstance(spec, str) and spec == judge.name:
+        return judge, True
+    reader = load_labeller(spec, config.device)
+    same = reader is judge or (reader.name == judge.name
+                               and getattr(reader, "weights_id", None) == getattr(judge, "weights_id", None))
+    return reader, same
 
 
 def load_backbone(spec, role: str, device: str) -> FaceBackbone:
@@ -92,7 +116,7 @@ def load_labeller(spec, device: str) -> Labeller | None:
 def measure_images(images: np.ndarray, readers: FaceReaders, config: AuditConfig, bar=None) -> Measured:
     """Upsample to the measurement frame batch by batch; embed, estimate age/sex and yaw."""
     emb = {role: [] for role in readers.nets}
-    age, p_male, sex, yaw = [], [], [], []
+    age, p_male, sex, yaw, training = [], [], [], [], []
     batch_size = config.batch_size
     for start in range(0, len(images), batch_size):
         up = resize_faces(np.ascontiguousarray(images[start:start + batch_size]), config.measure_size)
@@ -102,12 +126,16 @@ def measure_images(images: np.ndarray, readers: FaceReaders, config: AuditConfig
         age.append(np.asarray(labels["age"], np.float64))
         p_male.append(np.asarray(labels["p_male"], np.float64))
         sex.append(np.asarray(labels["sex"], np.int64))
+        if readers.training_age is not None:  # the judge's own network is not run twice
+            read = labels if readers.training_is_judge else readers.training_age.predict(up, LAYOUT, batch_size)
+            training.append(np.asarray(read["age"], np.float64))
         yaw.append(np.asarray(readers.pose.predict(up, LAYOUT, batch_size=batch_size)["yaw"], np.float64)
                    if readers.pose is not None else np.full(len(up), np.nan))
         if bar is not None:
             bar.update(len(up))
     return Measured({r: np.concatenate(v) for r, v in emb.items()}, np.concatenate(age),
-                    np.concatenate(p_male), np.concatenate(sex), np.concatenate(yaw))
+                    np.concatenate(p_male), np.concatenate(sex), np.concatenate(yaw),
+                    np.concatenate(training) if readers.training_age is not None else None)
 
 
 def prepare_faces(faces: AgingFaces, groups: AgeGroups, size: int) -> tuple[AgingFaces, list[str]]:

@@ -16,6 +16,7 @@ from ..dfd.templates import weights_key
 from .config import AuditConfig
 from .expressivity import PROJECTION_DIM
 from .measure import LAYOUT, FaceReaders, accepts_source_groups, is_invertible
+from .stats import interval_unit
 
 LOOSE_THRESHOLD_FACTOR = 3.0  # flag thresholds passing distinct audited faces at > 3x their FMR
 # The libraries whose versions every results file records.
@@ -24,8 +25,10 @@ AUDIT_PACKAGES = ("torch", "numpy", "pandas", "scipy", "scikit-learn", "seaborn"
 
 
 def audit_flags(estimator_real: pd.DataFrame, judged: Mapping[int, bool], diversity_flags: dict,
-                thresholds: list[dict], targets: Sequence[int], labels: Sequence[str]) -> dict:
-    """The verdict flags: collapse, ignored target, groups whose age is not judged, thresholds to read with care."""
+                thresholds: list[dict], targets: Sequence[int], labels: Sequence[str],
+                age_readers: dict | None = None) -> dict:
+    """The verdict flags: collapse, ignored target, groups whose age is not judged, thresholds to read with care,
+    and whether the generator fools its own age loss (``age_readers``: :func:`~.age_readers.reader_flags`)."""
     unjudged = {labels[t]: estimator_real.loc[estimator_real["group"] == t, "reason"].iloc[0]
                 for t in targets if not judged[t]}
     fallback = sorted({r["backbone"] for r in thresholds if r["source"].startswith("UTKFace")})
@@ -37,7 +40,9 @@ def audit_flags(estimator_real: pd.DataFrame, judged: Mapping[int, bool], divers
              and r["utkface_impostor_accept_rate"] > LOOSE_THRESHOLD_FACTOR * r["fmr"]]
     return {"collapsed": diversity_flags["collapsed"], "ignores_target": diversity_flags["ignores_target"],
             "diversity": diversity_flags, "age_not_judged": unjudged,
-            "threshold_fallback_backbones": fallback, "loose_thresholds": loose}
+            "threshold_fallback_backbones": fallback, "loose_thresholds": loose,
+            "fools_own_age_loss": bool(age_readers and age_readers["fools_own_age_loss"]),
+            "age_readers": age_readers}
 
 
 def model_notes(model) -> list[str]:
@@ -67,8 +72,10 @@ def model_record(model, name: str, targets: Sequence[int]) -> dict:
     """The audited model: name, class, groups, image size, targets, and its checkpoint/config/step/inversion."""
     groups, size = model.groups, int(model.image_size)
     invertible = is_invertible(model)
+    reader = getattr(model, "training_age_reader", None)
     info = {"name": name, "class": type(model).__name__, "groups": groups.to_dict(), "image_size": size,
             "identity_backbone": getattr(model, "identity_backbone", None),
+            "training_age_reader": reader if isinstance(reader, str) else None,
             "given_source_groups": accepts_source_groups(model, "invert" if invertible else "age"),
             "inverted_once": invertible,
             "targets": [int(t) for t in targets], "target_labels": [groups.labels[t] for t in targets]}
@@ -103,6 +110,10 @@ def configuration_record(config: AuditConfig, readers: FaceReaders, decoder_info
                              "crop_utkface": list(net.spec.crop_for(LAYOUT))}
                       for role, net in readers.nets.items()},
         "age_labeller": {"name": age_lab.name, "weights_id": getattr(age_lab, "weights_id", None)},
+        "training_age_reader": (None if readers.training_age is None else
+                                {"name": readers.training_age.name,
+                                 "weights_id": getattr(readers.training_age, "weights_id", None),
+                                 "same_network_as_judge": readers.training_is_judge}),
         "pose_labeller": (None if pose_lab is None else
                           {"name": pose_lab.name, "weights_id": getattr(pose_lab, "weights_id", None)}),
         "fmrs": list(config.fmrs), "use_lfw": config.use_lfw, "lfw_max_pairs": config.lfw_max_pairs,
@@ -115,7 +126,9 @@ def configuration_record(config: AuditConfig, readers: FaceReaders, decoder_info
         "expressivity": expressivity_record(config),
         "decoder": decoder_info, "decoder_faces": config.decoder_faces if config.decoder else None,
         "measure_size": config.measure_size, "layout": LAYOUT, "resize": "bicubic, antialiased when shrinking",
-        "ci": "95%: Wilson score interval for rates, percentile bootstrap over faces for means",
+        "ci": ("95%: summary rates and means resample source faces (interval_unit; a rate where every output "
+               "succeeds or fails gets a Wilson interval over the source faces); the estimator's accuracy on real "
+               "faces is a Wilson interval over those faces"), "interval_unit": interval_unit(config.n_boot),
         "n_boot": config.n_boot, "seed": config.seed, "batch_size": config.batch_size, "device": str(config.device),
         "torch_threads": torch.get_num_threads(), "versions": provenance(AUDIT_PACKAGES),
     }

@@ -1,64 +1,21 @@
-"""The audit's self-contained HTML report: figures and gallery images inlined as data URIs."""
+"""The audit's self-contained HTML report: figures and face images inlined as data URIs.
+
+It opens with the aged faces (:mod:`.gallery`), then the verdict flags and the per-target headline,
+the flagged faces, and one section per measurement.
+"""
 
 from __future__ import annotations
 
 import base64
-import html
-import math
 from datetime import datetime, timezone
 
-import numpy as np
-import pandas as pd
-
-from probes.images import data_uri
 from probes.outputs import json_ready
 
 from .figures import figure_png
+from .gallery import aged_faces_html, flagged_html
+from .markup import CSS, esc, table
 from .stats import format_ci
 from .views import breakdown_table, compact_json, headline_table
-
-_CSS = """
-body{font-family:system-ui,-apple-system,sans-serif;margin:1.5em auto;max-width:1280px;color:#222;padding:0 1em}
-h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.5em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px}
-th{background:#f0f3f7;text-align:left}tr:nth-child(even) td{background:#fafafa}
-.flag{padding:.6em 1em;border-radius:6px;margin:.4em 0}.bad{background:#fde2e1;border:1px solid #e39a97}
-.warn{background:#fff4d6;border:1px solid #e5c66b}.ok{background:#e3f4e3;border:1px solid #8cc68c}
-.note{color:#444;font-size:14px;background:#f6f6f6;padding:.5em 1em;border-left:4px solid #8aa}
-img.fig{max-width:100%;height:auto;border:1px solid #eee;margin:.5em 0}
-table.gallery td{text-align:center;vertical-align:top;font-size:11px;background:#fff !important}
-table.gallery th{font-size:10px;max-width:110px;word-break:break-all}
-table.gallery img{width:96px;height:96px;display:block;margin:0 auto}
-td.recon{background:#f3f0fa !important}pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:12px}
-.wide{overflow-x:auto;max-width:100%}
-"""
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _esc(value) -> str:
-    return html.escape(str(value))
-
-
-def _table(frame: pd.DataFrame, index: bool = False) -> str:
-    head = ([_esc(frame.index.name or "")] if index else []) + [_esc(c) for c in frame.columns]
-    out = ["<div class='wide'><table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
-    for key, row in frame.iterrows():
-        cells = ([f"<th>{_esc(key)}</th>"] if index else []) + [f"<td>{_fmt(v)}</td>" for v in row.to_numpy()]
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</tbody></table></div>")
-    return "\n".join(out)
-
-
-def _fmt(value) -> str:
-    if isinstance(value, (float, np.floating)):
-        return "n/a" if not math.isfinite(float(value)) else f"{float(value):.3f}"
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if value is None:
-        return ""
-    return _esc(value)
 
 
 def _flags_html(result) -> str:
@@ -86,54 +43,24 @@ def _flags_html(result) -> str:
     for name in flags["threshold_fallback_backbones"]:
         out.append(("warn", (f"{name}: no LFW threshold; the verification threshold comes from impostor pairs of "
                             "the audited UTKFace faces (distinct images taken as different people).")))
-    return "\n".join(f"<div class='flag {kind}'>{_esc(text)}</div>" for kind, text in out)
+    out += _reader_flags(flags.get("age_readers"))
+    return "\n".join(f"<div class='flag {kind}'>{esc(text)}</div>" for kind, text in out)
 
 
-def _img(image: np.ndarray, alt: str) -> str:
-    return f"<img alt='{_esc(alt)}' src='{data_uri(np.ascontiguousarray(image))}'>"
-
-
-def _gallery_html(result) -> str:
-    gallery = result.gallery
-    if not len(gallery["indices"]):
-        return "<p>No faces shown (gallery size 0).</p>"
-    faces = result.tables["per_face"]
-    frame = result.tables["per_output"]
-    targets = result.model["targets"]
-    labels = result.model["groups"]["labels"]
-    fmr = result.configuration["fmrs"][0]
-    has_recon = "recon_inputs" in gallery
-    head = ["input"] + [f"&rarr; {_esc(labels[t])}" for t in targets]
-    out = ["<table class='gallery'><thead><tr><th>face</th>" + "".join(f"<th>{h}</th>" for h in head)
-           + "</tr></thead><tbody>"]
-    for k, f in enumerate(gallery["indices"]):
-        info = faces.iloc[f]
-        caption = (f"{int(info['age'])} y, {info['sex_label']}, {info['race_label']}<br>est {info['est_age']:.0f} y")
-        cells = [f"<td>{_img(gallery['inputs'][k], 'input')}{caption}</td>"]
-        for t in targets:
-            row = frame[(frame["face"] == f) & (frame["target"] == t)].iloc[0]
-            ok = "".join("&#10003;" if row[f"{role}_accepted_fmr_{fmr:g}"] else "&#10007;"
-                         for role in ("train", "independent"))
-            cap = (f"est {row['est_age_out']:.0f} y<br>cos {row['train_cosine']:.2f}/"
-                   f"{row['independent_cosine']:.2f} {ok}")
-            cells.append(f"<td>{_img(gallery['outputs'][t][k], labels[t])}{cap}</td>")
-        out.append(f"<tr><th rowspan='{2 if has_recon else 1}'>{_esc(info['file'])}</th>{''.join(cells)}</tr>")
-        if has_recon:
-            rc = [(f"<td class='recon'>{_img(gallery['recon_inputs'][k], 'reconstruction of input')}"
-                  f"recon, est {gallery['recon_input_age'][k]:.0f} y</td>")]
-            for t in targets:
-                rc.append(f"<td class='recon'>{_img(gallery['recon_outputs'][t][k], 'reconstruction')}"
-                          f"recon, est {gallery['recon_output_age'][t][k]:.0f} y</td>")
-            out.append("<tr>" + "".join(rc) + "</tr>")
-    out.append("</tbody></table>")
-    backbones = result.configuration["backbones"]
-    legend = (f"Captions: estimated age ({_esc(result.configuration['age_labeller']['name'])}); cosine of input and "
-              f"output templates for {_esc(backbones['train']['name'])} / {_esc(backbones['independent']['name'])}, "
-              f"&#10003; = verified as the input at FMR {fmr:g} by each.")
-    if has_recon:
-        legend += (" Shaded rows: the decoder's reconstructions from each image's template (what the face model "
-                   "keeps of it), with the age the same estimator reads from them.")
-    return f"<p class='note'>{legend}</p>" + "\n".join(out)
+def _reader_flags(record: dict | None) -> list[tuple[str, str]]:
+    """The training age reader against the judge: fooled, no independent judgement, or consistent."""
+    if record is None:
+        return []
+    if record["same_network"]:
+        return [("warn", (f"The GAN's training age reader is the judge's own network ({record['judge']}): no "
+                          "independent judgement of the age reached. Audit with another --age-labeller."))]
+    if record["fools_own_age_loss"]:
+        return [("bad", (f"FOOLS ITS OWN AGE LOSS RATHER THAN AGING THE FACE: {'; '.join(record['reasons'])}. "
+                         f"Training reader {record['training_reader']}, judge {record['judge']}."))]
+    return [("ok", (f"Training age reader ({record['training_reader']}) and judge ({record['judge']}) agree: judge's "
+                    f"span {record['judge_span']:.1f} y vs reader's {record['reader_span']:.1f} y, largest gap "
+                    f"{record['max_abs_gap']:.1f} y (flags below {record['span_fraction']:g}x the span or over "
+                    f"{record['gap_years']:g} y)."))]
 
 
 def render_report(result, figures: dict[str, bytes] | None = None) -> str:
@@ -144,39 +71,43 @@ def render_report(result, figures: dict[str, bytes] | None = None) -> str:
     def fig(name: str) -> str:
         if name not in figures:
             return ""
-        return (f"<img class='fig' alt='{_esc(name)} figure' "
+        return (f"<img class='fig' alt='{esc(name)} figure' "
                 f"src='data:image/png;base64,{base64.b64encode(figures[name]).decode('ascii')}'>")
 
     parts = _opening(result)
-    for section in (_identity_section, _age_section, _attributes_section, _diversity_section,
+    for section in (_identity_section, _age_section, _attributes_section, _diversity_section, _realism_section,
                     _expressivity_section):
         parts += section(result, fig)
     parts += _decoder_section(result)
-    parts += ["<h2>Gallery</h2>", _gallery_html(result)]
     config = {"command": result.command, "model": result.model, "data": result.data,
               "configuration": result.configuration, "seconds": result.seconds}
-    parts += ["<h2>Configuration and versions</h2>", f"<pre>{_esc(compact_json(json_ready(config)))}</pre>",
+    parts += ["<h2>Configuration and versions</h2>", f"<pre>{esc(compact_json(json_ready(config)))}</pre>",
               "</body></html>"]
     return "\n".join(parts)
 
 
 def _opening(result) -> list[str]:
-    """Title, what was audited, the verdict flags, the per-target headline and the notes."""
+    """Title, what was audited, the aged faces, the verdict flags, the per-target headline, the notes and the
+    flagged faces."""
     bb = result.configuration["backbones"]
     title = f"Aging audit: {result.model['name']}"
-    parts = [(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_esc(title)}</title>"
-             f"<style>{_CSS}</style></head><body>"), f"<h1>{_esc(title)}</h1>",
-             (f"<p>{result.data['n_faces']} UTKFace faces ({_esc(result.data['selection'].get('selection', ''))}), "
-             f"{result.model['groups']['name']} groups, targets {', '.join(map(_esc, result.model['target_labels']))}; "
-             f"GAN image size {result.model['image_size']} px. Face models: {_esc(bb['train']['name'])} (the GAN's "
-             f"training model) and {_esc(bb['independent']['name'])} (independent). Generated "
+    parts = [(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+             f"<style>{CSS}</style></head><body>"), f"<h1>{esc(title)}</h1>",
+             (f"<p>{result.data['n_faces']} UTKFace faces ({esc(result.data['selection'].get('selection', ''))}), "
+             f"{result.model['groups']['name']} groups, targets {', '.join(map(esc, result.model['target_labels']))}; "
+             f"GAN image size {result.model['image_size']} px. Face models: {esc(bb['train']['name'])} (the GAN's "
+             f"training model) and {esc(bb['independent']['name'])} (independent). Generated "
              f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} in "
              f"{result.seconds.get('total', 0):.0f} s.</p>"),
+             "<h2>Aged faces</h2>", aged_faces_html(result),
              "<h2>Verdict flags</h2>", _flags_html(result),
-             "<h2>Per target</h2>", _table(headline_table(result)),
-             "<p class='note'>All intervals are 95%: Wilson for rates, percentile bootstrap over faces for means.</p>"]
-    parts += [f"<p class='note'>{_esc(n)}</p>" for n in result.notes]
-    return parts
+             "<h2>Per target</h2>", table(headline_table(result)),
+             (f"<p class='note'>All intervals are 95%. Rates and means over outputs resample source faces "
+              f"({esc(result.configuration.get('interval_unit', ''))}): one face gives one output per target, so "
+              "its outputs are not independent. A rate where every output succeeds (or fails) gets a Wilson "
+              "interval over the source faces instead. 'all targets' columns pool every target.</p>")]
+    parts += [f"<p class='note'>{esc(n)}</p>" for n in result.notes]
+    return parts + ["<h2>Flagged faces</h2>", flagged_html(result)]
 
 
 def _identity_section(result, fig) -> list[str]:
@@ -191,12 +122,12 @@ def _identity_section(result, fig) -> list[str]:
              "verified = the score passes the face model's threshold at the FMR. <i>utkface_impostor_accept_rate</i> "
              "is how often two different audited real faces pass that threshold in this frame (the FMR actually "
              "met on these faces).</p>"),
-             _table(thr[[c for c in show if c in thr.columns]]), fig("identity")]
+             table(thr[[c for c in show if c in thr.columns]]), fig("identity")]
     for role in ("train", "independent"):
-        table = breakdown_table(result, f"verification_rate_fmr_{fmr:g}", role, percent=True)
+        rates = breakdown_table(result, f"verification_rate_fmr_{fmr:g}", role, percent=True)
         kind = "GAN training" if role == "train" else "independent"
-        parts += [f"<h3>Verification rate @ FMR {fmr:g}, {_esc(bb[role]['name'])} ({kind}) by group</h3>",
-                  _table(table, index=True)]
+        parts += [f"<h3>Verification rate @ FMR {fmr:g}, {esc(bb[role]['name'])} ({kind}) by group</h3>",
+                  table(rates, index=True)]
     return parts
 
 
@@ -205,15 +136,42 @@ def _age_section(result, fig) -> list[str]:
     cfg = result.configuration
     est = result.tables["estimator_real"].copy()
     parts = ["<h2>Achieved age</h2>",
-             (f"<p>Estimator: {_esc(cfg['age_labeller']['name'])} (not the GAN's own age loss). First, how well it "
+             (f"<p>Estimator: {esc(cfg['age_labeller']['name'])} (not the GAN's own age loss). First, how well it "
              f"reads real faces of each group in this same frame; a target group whose real-face MAE exceeds "
              f"{cfg['max_estimator_mae']:g} years (or has fewer than {cfg['min_real_faces']} real faces) is "
-             "<b>not judged</b>.</p>"), _table(est), fig("age")]
+             "<b>not judged</b>.</p>"), table(est), fig("age")]
     for metric, percent, what in (("age_group_hit", True, "outputs estimated in the target group"),
                                   ("achieved_shift", False, "estimated age shift, output - input (years)")):
-        parts += [f"<h3>{_esc(what)} by group</h3>",
-                  _table(breakdown_table(result, metric, percent=percent), index=True)]
-    return parts
+        parts += [f"<h3>{esc(what)} by group</h3>",
+                  table(breakdown_table(result, metric, percent=percent), index=True)]
+    return parts + _readers_part(result)
+
+
+def _readers_part(result) -> list[str]:
+    """The GAN's training age reader beside the judge, per target (when the model names its reader)."""
+    if "age_readers" not in result.tables:
+        return []
+    record = result.flags["age_readers"]
+    frame = result.tables["age_readers"]
+    wide = frame.assign(**{
+        "judge (y)": [format_ci(v, lo, hi, digits=1) for v, lo, hi in
+                      zip(frame["judge_age"], frame["judge_age_ci_low"], frame["judge_age_ci_high"])],
+        "training reader (y)": [format_ci(v, lo, hi, digits=1) for v, lo, hi in
+                                zip(frame["reader_age"], frame["reader_age_ci_low"], frame["reader_age_ci_high"])],
+        "gap, reader - judge (y)": [format_ci(v, lo, hi, digits=1) for v, lo, hi in
+                                    zip(frame["gap"], frame["gap_ci_low"], frame["gap_ci_high"])]})
+    show = ["target_label", "n_outputs", "n_sources", "judge (y)", "training reader (y)", "gap, reader - judge (y)",
+            "real_n", "real_judge_age", "real_reader_age", "real_gap"]
+    same = (" It is the judge's own network: the two columns are one reading, and say nothing independent."
+            if record["same_network"] else "")
+    return ["<h3>The GAN's training age reader beside the judge</h3>",
+            (f"<p>The generator was trained against {esc(record['training_reader'])}; every output was read by it "
+             f"and by the judge ({esc(record['judge'])}). A generator that fools its age loss moves the reader's "
+             f"age but not the judge's: flagged when the judge's span over the targets (oldest minus youngest "
+             f"target) is under {record['span_fraction']:g}x the reader's, or a target's gap exceeds "
+             f"{record['gap_years']:g} years. The real_* columns read the real faces of each group (the two "
+             f"networks' disagreement on real faces). Intervals over source faces.{same}</p>"),
+            table(wide[show])]
 
 
 def _attributes_section(result, fig) -> list[str]:
@@ -221,35 +179,58 @@ def _attributes_section(result, fig) -> list[str]:
     pose = (result.configuration.get("pose_labeller") or {}).get("name", "none")
     return ["<h2>Attribute drift</h2>",
             ("<p>Sex: the age labeller's estimate on input and output (flip = it changes); yaw: "
-             f"{_esc(pose)} (an estimate).</p>"), fig("attributes"),
-            "<h3>Sex flip rate by group</h3>", _table(breakdown_table(result, "sex_flip", percent=True), index=True)]
+             f"{esc(pose)} (an estimate).</p>"), fig("attributes"),
+            "<h3>Sex flip rate by group</h3>", table(breakdown_table(result, "sex_flip", percent=True), index=True)]
 
 
 def _diversity_section(result, fig) -> list[str]:
     """LPIPS of outputs beside real faces."""
     net = result.configuration["lpips"]["net"]
     return ["<h2>Diversity and collapse</h2>",
-            (f"<p>LPIPS ({_esc(net)}, v0.1) at the GAN's size between outputs of different inputs for "
+            (f"<p>LPIPS ({esc(net)}, v0.1) at the GAN's size between outputs of different inputs for "
              "the same target, between outputs of one input for different targets, and between each output and its "
              "input, beside the same on real faces (for 'different targets' the real counterpart is pairs of real "
-             "faces from different age groups).</p>"), fig("diversity"), _table(result.tables["diversity"])]
+             "faces from different age groups).</p>"), fig("diversity"), table(result.tables["diversity"])]
+
+
+def _realism_section(result, fig) -> list[str]:
+    """Fréchet distances of each target's outputs to real faces of its group, beside the floor."""
+    if "realism" not in result.tables:
+        return []
+    frame = result.tables["realism"]
+    show = [c for c in ("target_label", "space", "real_faces_of_group", "outputs_of_target", "faces_per_side",
+                        "feature_dim", "dim_used", "frechet", "frechet_low", "frechet_high", "floor", "floor_low",
+                        "floor_high", "ratio_to_floor", "reduction") if c in frame]
+    splits = int(frame["splits"].iloc[0]) if len(frame) else 0
+    return ["<h2>Realism</h2>",
+            ("<p>Fréchet distance (FID's formula) between the outputs aimed at a group and the audited real faces "
+             "whose true age falls in it, beside its floor: the same distance between two random halves of those "
+             "real faces. Each split draws the halves (faces_per_side each) and as many outputs of other sources; "
+             "distance = FD(outputs, half 1), floor = FD(half 2, half 1), so both compare sets of one size. Spaces: "
+             "each face model's embeddings, and LPIPS' AlexNet trunk (conv1-conv5 ReLU outputs, unit-normalised "
+             "over channels, averaged over positions, each channel weighted by the square root of its LPIPS v0.1 "
+             "weight: 1152 dims). Where a side has fewer than 2x the feature dimension, every set of a split is "
+             "projected on the top faces_per_side // 2 principal components of their pooled features "
+             f"(dim_used; the reduction column says which). Low/high: 2.5-97.5% over {splits} random splits "
+             "(sampling spread, not an interval over faces). ratio_to_floor near 1 = as close to the group's real "
+             "faces as they are to each other.</p>"), table(frame[show])]
 
 
 def _expressivity_section(result, fig) -> list[str]:
     """The expressivity sweep, originals beside aged outputs (when measured)."""
     if "expressivity" not in result.tables:
         return []
-    table = result.tables["expressivity"]
-    wide = table.pivot_table(index=["depth", "layer"], columns=["attribute", "set"], values="estimate")
-    order = [(a, s) for a in dict.fromkeys(table["attribute"]) for s in ("original", "aged") if (a, s) in wide]
+    sweep = result.tables["expressivity"]
+    wide = sweep.pivot_table(index=["depth", "layer"], columns=["attribute", "set"], values="estimate")
+    order = [(a, s) for a in dict.fromkeys(sweep["attribute"]) for s in ("original", "aged") if (a, s) in wide]
     wide = wide[order]
     wide.columns = [f"{a} ({s})" for a, s in wide.columns]
     wide = wide.reset_index(level="depth", drop=True)
     return ["<h2>What the face model sees</h2>",
-            (f"<p>Expressivity I(layer; attribute) in nats ({_esc(table['estimator'].iloc[0])} estimator) of "
-             f"{_esc(table['backbone'].iloc[0])}'s layers for original faces and for aged outputs (one per face, "
+            (f"<p>Expressivity I(layer; attribute) in nats ({esc(sweep['estimator'].iloc[0])} estimator) of "
+             f"{esc(sweep['backbone'].iloc[0])}'s layers for original faces and for aged outputs (one per face, "
              "at a random target). Labels are estimated on each image by the same labellers.</p>"),
-            fig("expressivity"), _table(wide, index=True)]
+            fig("expressivity"), table(wide, index=True)]
 
 
 def _decoder_section(result) -> list[str]:
@@ -262,7 +243,7 @@ def _decoder_section(result) -> list[str]:
     wide = wide.pivot_table(index="quantity", columns="target_label", values="cell", aggfunc="first")
     wide = wide[[t for t in result.model["target_labels"] if t in wide.columns]]
     return ["<h3>Decoder reconstructions of templates</h3>",
-            (f"<p>Decoder {_esc(d['checkpoint'])} (step {d['step']}, trained on {_esc(d['training_data'])} "
-             f"templates of {_esc(d['backbone'])}), {d['n_faces']} faces. A template is decoded to a "
+            (f"<p>Decoder {esc(d['checkpoint'])} (step {d['step']}, trained on {esc(d['training_data'])} "
+             f"templates of {esc(d['backbone'])}), {d['n_faces']} faces. A template is decoded to a "
              f"{d['image_size']} px face; the age labeller reads it as a 'chip'. Comparing recon(aged) with "
-             "recon(input) shows how much of the aging the template carries.</p>"), _table(wide, index=True)]
+             "recon(input) shows how much of the aging the template carries.</p>"), table(wide, index=True)]

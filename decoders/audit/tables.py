@@ -16,7 +16,7 @@ from ..aging.data import AgingFaces
 from ..aging.groups import AgeGroups
 from .config import AuditConfig
 from .measure import AgedFaces, Measured
-from .stats import RACE_LABELS, SEX_LABELS, Metric, summarise
+from .stats import ALL_TARGETS, RACE_LABELS, SEX_LABELS, Metric, summarise
 
 
 def per_face_table(faces: AgingFaces, real: Measured) -> pd.DataFrame:
@@ -32,6 +32,7 @@ def per_face_table(faces: AgingFaces, real: Measured) -> pd.DataFrame:
         "est_group": faces.groups.of(real.age), "est_p_male": real.p_male, "est_sex": real.sex,
         "est_sex_correct": np.where(faces.sex >= 0, (real.sex == faces.sex).astype(float), np.nan),
         "yaw": real.yaw,
+        **({"training_reader_age": real.training_age} if real.training_age is not None else {}),
     })
 
 
@@ -61,6 +62,8 @@ def per_output_table(aged: AgedFaces, nets: dict[str, FaceBackbone], thresholds:
             "yaw_in": real.yaw, "yaw_out": m.yaw, "yaw_change": m.yaw - real.yaw,
             "abs_yaw_change": np.abs(m.yaw - real.yaw),
         }
+        if m.training_age is not None:
+            frame.update({"training_reader_age_in": real.training_age, "training_reader_age_out": m.training_age})
         for role, net in nets.items():
             frame.update(identity_columns(role, net, real.embeddings[role], m.embeddings[role], thresholds))
         parts.append(pd.DataFrame(frame))
@@ -113,7 +116,8 @@ ATTRIBUTE_METRICS = (Metric("sex_flip", "sex_flip", "rate"),
 
 def summary_table(per_output: pd.DataFrame, labels: Sequence[str], nets: dict[str, FaceBackbone],
                   judged: dict[int, bool], config: AuditConfig) -> pd.DataFrame:
-    """Every metric by target and breakdown level, with 95% intervals (identity, age, attributes)."""
+    """Every metric by target and breakdown level, with 95% intervals over source faces (identity, age,
+    attributes); identity and attributes also pooled over all targets (where one face gives several outputs)."""
     parts = []
     for role, net in nets.items():
         metrics = [Metric(f"verification_rate_fmr_{f:g}", f"{role}_accepted_fmr_{f:g}", "rate",
@@ -121,13 +125,14 @@ def summary_table(per_output: pd.DataFrame, labels: Sequence[str], nets: dict[st
         metrics += [Metric("identity_cosine", f"{role}_cosine", "mean", "cosine of input and output templates"),
                     Metric("identity_score", f"{role}_score", "mean", "verification score (cosine or -L2)")]
         parts.append(summarise(per_output, metrics, labels, n_boot=config.n_boot, seed=config.seed,
-                               extra={"section": "identity", "role": role, "backbone": net.name}))
+                               extra={"section": "identity", "role": role, "backbone": net.name},
+                               pooled=ALL_TARGETS))
     table = summarise(per_output, AGE_METRICS, labels, n_boot=config.n_boot, seed=config.seed,
                       extra={"section": "age", "role": None, "backbone": None})
     table["judged"] = table["target_label"].map(lambda lab: judged[labels.index(lab)])
     parts.append(table)
     parts.append(summarise(per_output, ATTRIBUTE_METRICS, labels, n_boot=config.n_boot, seed=config.seed,
-                           extra={"section": "attributes", "role": None, "backbone": None}))
+                           extra={"section": "attributes", "role": None, "backbone": None}, pooled=ALL_TARGETS))
     out = pd.concat(parts, ignore_index=True)
     if "judged" not in out:
         out["judged"] = None

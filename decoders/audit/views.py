@@ -10,7 +10,7 @@ import pandas as pd
 
 from probes.outputs import json_ready, json_records
 
-from .stats import format_ci
+from .stats import ALL_TARGETS, format_ci
 
 
 def compact_json(obj) -> str:
@@ -66,7 +66,8 @@ def headline_table(result) -> pd.DataFrame:
 
 
 def breakdown_table(result, metric: str, role: str | None = None, percent: bool = False) -> pd.DataFrame:
-    """Rows: breakdown levels (sex, race, source group, age gap); columns: targets; cells: value [CI] (n)."""
+    """Rows: breakdown levels (sex, race, source group, age gap); columns: targets (and all targets pooled,
+    where summarised); cells: value [CI] (n)."""
     summary = result.tables["summary"]
     part = summary[(summary["metric"] == metric) & (summary["breakdown"] != "all")]
     if role is not None:
@@ -77,7 +78,7 @@ def breakdown_table(result, metric: str, role: str | None = None, percent: bool 
                        row=[f"{b}: {lv}" for b, lv in zip(part["breakdown"], part["level"])])
     order = list(dict.fromkeys(part["row"]))
     table = part.pivot_table(index="row", columns="target_label", values="cell", aggfunc="first")
-    table = table.reindex(order)[[t for t in result.model["target_labels"] if t in table.columns]]
+    table = table.reindex(order)[[t for t in [*result.model["target_labels"], ALL_TARGETS] if t in table.columns]]
     table.index.name = "breakdown"
     return table.fillna("")
 
@@ -96,7 +97,7 @@ def results_dict(result) -> dict:
         "diversity": json_records(tables["diversity"]), "summary": json_records(tables["summary"]),
         "tables": {name: f"tables/{name}.csv" for name in tables},
     }
-    for name in ("expressivity", "decoder"):
+    for name in ("expressivity", "decoder", "age_readers", "realism"):
         if name in tables:
             out[name] = json_records(tables[name])
     return json_ready(out)

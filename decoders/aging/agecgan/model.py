@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from probes.errors import FaceprobeError
 from probes.training.checkpoints import CheckpointError, load_checkpoint
 
+from ..age_reader import recorded_age_reader
 from ..blocks import array_to_unit, signed_to_unit, unit_to_signed, unit_to_uint8
 from ..checks import check_kind
 from ..groups import AgeGroups, AgingError, check_faces
@@ -34,6 +35,10 @@ class AgeCGAN:
     reconstruction criterion, not an age estimate). ``last_source_groups``
     holds the groups used by the last call.
 
+    ``training_age_reader``: the labeller name of a pretrained age network the
+    GAN was trained against, as its checkpoint's config records it (Age-cGAN
+    trains none: None unless a checkpoint says otherwise).
+
     ``identity``: a module mapping N x 3 x S x S [0, 1] faces to embeddings;
     default: :class:`~decoders.aging.identity.IdentityFeatures` of
     ``identity_backbone``, built on first use. ``inversion``
@@ -47,8 +52,9 @@ class AgeCGAN:
     def __init__(self, generator: AgeCGANGenerator, encoder: AgeCGANEncoder, config: AgeCGANConfig, *,
                  groups: AgeGroups = GROUPS, inversion: InversionConfig | None = None,
                  identity: nn.Module | None = None, device: str | torch.device = "cpu",
-                 checkpoint: str | None = None, step: int | None = None):
+                 checkpoint: str | None = None, step: int | None = None, training_age_reader: str | None = None):
         self.config, self.groups = config, groups
+        self.training_age_reader = training_age_reader or None
         self.device = torch.device(device)
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.encoder = encoder.to(self.device).eval().requires_grad_(False)
@@ -227,7 +233,7 @@ def from_checkpoint(state: dict, device: str | torch.device = "cpu", inversion: 
     _load_into(generator, state, "generator_ema")
     _load_into(encoder, state, "encoder")
     return AgeCGAN(generator, encoder, config, groups=groups, inversion=inversion, identity=identity, device=device,
-                   checkpoint=path, step=step)
+                   checkpoint=path, step=step, training_age_reader=recorded_age_reader(state["config"]))
 
 
 def load_agecgan(checkpoint: str | Path, device: str | torch.device = "cpu", inversion: InversionConfig | None = None,

@@ -9,6 +9,7 @@ import torch
 
 from probes.training.checkpoints import CheckpointError, load_checkpoint
 
+from ..age_reader import recorded_age_reader
 from ..blocks import array_to_unit, unit_to_uint8
 from ..checks import check_kind
 from ..classifier import AgeGroupClassifier, age_classifier_from_state
@@ -23,19 +24,24 @@ class IPCGANModel:
     ``age(images, target)``: N x S x S x 3 uint8 UTKFace-layout faces and one
     target group index (or N) of :data:`~decoders.aging.groups.IPCGAN_GROUPS`
     -> N x S x S x 3 uint8. ``identity_backbone`` names the face model the
-    identity loss used (the audit should also measure with another one).
+    identity loss used (the audit should also measure with another one);
+    ``training_age_reader`` the pretrained age network of the age-reading loss
+    (a labeller name, from the checkpoint's config; None when that loss was off),
+    which the audit reads the outputs with beside its own judge.
     """
 
     kind = KIND
 
     def __init__(self, generator: IPCGANGenerator, config: IPCGANConfig, *, groups: AgeGroups = GROUPS,
                  identity: dict | None = None, age_classifier: AgeGroupClassifier | None = None,
-                 checkpoint: str | None = None, step: int | None = None, device: str = "cpu"):
+                 checkpoint: str | None = None, step: int | None = None, device: str = "cpu",
+                 training_age_reader: str | None = None):
         self.generator = generator.to(device).requires_grad_(False).eval()
         self.config, self.groups, self.image_size = config, groups, config.image_size
         self.identity = identity or {}
         self.identity_backbone = config.identity_backbone
         self.age_classifier = age_classifier
+        self.training_age_reader = training_age_reader or None
         self.checkpoint, self.step, self.device = checkpoint, step, torch.device(device)
 
     def __repr__(self) -> str:
@@ -77,7 +83,9 @@ def from_checkpoint(state: dict, device: str = "cpu") -> IPCGANModel:
         classifier = age_classifier_from_state(config["age_classifier"]["config"], state["models"]["age_classifier"],
                                                path, device)
     return IPCGANModel(generator, cfg, groups=groups, identity=config.get("identity"), age_classifier=classifier,
-                       checkpoint=path, step=int(state.get("step", 0)), device=device)
+                       checkpoint=path, step=int(state.get("step", 0)), device=device,
+                       training_age_reader=recorded_age_reader(config))
+
 
 
 def load_ipcgan(checkpoint: str | Path, device: str = "cpu") -> IPCGANModel:
