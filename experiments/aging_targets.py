@@ -17,6 +17,7 @@ training reader's own readings (the run's ``val.csv``).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -85,9 +86,23 @@ def check_targets(overall: dict, targets: dict) -> dict:
     return checks
 
 
-def curve(run: Path, args) -> dict:
-    """:func:`measure` at every kept checkpoint of ``run``, with the training reader's readings."""
-    points = [measure(str(path), args) for path in sorted((run / "checkpoints").glob("step_*.pt"))]
+def curve(run: Path, args, folder: Path) -> dict:
+    """:func:`measure` at every kept checkpoint of ``run``, with the training reader's readings.
+
+    Each checkpoint's measurement is kept in ``folder`` (``step_N.json``) and reused by a later call
+    with the same settings, so the curve can be extended while a run trains.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    points = []
+    for path in sorted((run / "checkpoints").glob("step_*.pt")):
+        kept = folder / f"{path.stem}.json"
+        settings = {"max_images": args.max_images, "seed": args.seed, "checkpoint": str(path)}
+        if kept.is_file() and json.loads(kept.read_text()).get("settings") == settings:
+            points.append(json.loads(kept.read_text()))
+            continue
+        point = {**measure(str(path), args), "settings": settings}
+        write_json(kept, point)
+        points.append(point)
     val = pd.read_csv(run / "val.csv") if (run / "val.csv").is_file() else None
     reader = val[["step"] + [c for c in val.columns if c.startswith("val_reader_age_g")]].to_dict("list") \
         if val is not None and any(c.startswith("val_reader_age_g") for c in val.columns) else None
@@ -134,7 +149,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.curve:
-        record = curve(Path(args.generator), args)
+        record = curve(Path(args.generator), args, out.with_suffix(""))
         fig = curve_figure(record)
         fig.savefig(out.with_suffix(".pdf"))
         save_figure(fig, out.with_suffix(".png"), dpi=200)
