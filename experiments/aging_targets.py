@@ -64,7 +64,12 @@ def measure(generator: str, args) -> dict:
            "age_by_target": age, "hit_rate_by_target": summary_values(summary, "age_group_hit"),
            "verified_by_target": summary_values(summary, f"verification_rate_fmr_{FMR:g}", "independent"),
            "sex_flip_by_target": summary_values(summary, "sex_flip"),
-           "thresholds": result.tables["thresholds"].to_dict("records")}
+           "thresholds": result.tables["thresholds"].to_dict("records"),
+           # the network the GAN was trained against, read beside the judge (None: the model names none)
+           "age_readers": (result.tables["age_readers"].to_dict("records") if "age_readers" in result.tables
+                           else None),
+           "age_reader_flags": result.flags.get("age_readers"),
+           "realism": result.tables["realism"].to_dict("records") if "realism" in result.tables else None}
     per_output = result.tables["per_output"]
     means = [age[label]["value"] for label in labels if label in age]
     out["overall"] = {"rising": bool(np.all(np.diff(means) > 0)), "span_years": float(means[-1] - means[0]),
@@ -94,13 +99,17 @@ def curve(run: Path, args, folder: Path) -> dict:
     """
     folder.mkdir(parents=True, exist_ok=True)
     points = []
-    for path in sorted((run / "checkpoints").glob("step_*.pt")):
+    # the kept checkpoints, and the last one (a run stopped by its time limit keeps only latest.pt)
+    paths = sorted((run / "checkpoints").glob("step_*.pt")) + [run / "checkpoints" / "latest.pt"]
+    for path in paths:
         kept = folder / f"{path.stem}.json"
         settings = {"max_images": args.max_images, "seed": args.seed, "checkpoint": str(path)}
         if kept.is_file() and json.loads(kept.read_text()).get("settings") == settings:
             points.append(json.loads(kept.read_text()))
             continue
         point = {**measure(str(path), args), "settings": settings}
+        if point["step"] in {p["step"] for p in points}:
+            continue  # latest.pt is the last kept checkpoint
         write_json(kept, point)
         points.append(point)
     val = pd.read_csv(run / "val.csv") if (run / "val.csv").is_file() else None
