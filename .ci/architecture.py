@@ -8,7 +8,8 @@ Rules checked (read from the source with ``ast``; nothing is imported):
 - ``probes`` never imports ``decoders``;
 - no module imports a private (underscore) name, or a private module, of another module;
 - no ``probes``/``decoders`` import inside a function (imports sit at module top);
-- the bottom layer of ``probes`` (:data:`BOTTOM_LAYER`) imports nothing above it.
+- the bottom layer of ``probes`` (:data:`BOTTOM_LAYER`) imports nothing above it (the package ``probes``
+  itself is the facade on top, not part of it).
 """
 
 from __future__ import annotations
@@ -140,8 +141,10 @@ def violations(modules: dict[str, Module]) -> list[str]:
 
 
 def in_bottom_layer(name: str) -> bool:
+    """Whether ``name`` is a bottom-layer module. The package ``probes`` itself (its ``__init__``) is not: it is
+    the facade that re-exports the one-call API (``probes.verify``, ``probes.embed``) from above."""
     parts = name.split(".")
-    return parts[0] == "probes" and (len(parts) == 1 or parts[1] in BOTTOM_LAYER)
+    return parts[0] == "probes" and len(parts) > 1 and parts[1] in BOTTOM_LAYER
 
 
 def component(name: str) -> str:
