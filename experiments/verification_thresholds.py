@@ -105,7 +105,7 @@ def measure(args: argparse.Namespace, command: str) -> dict:
         t0 = time.time()
         found = finder.align_unaligned(frames, select=SELECT, on_missing="skip", names=[str(p) for p in chunk])
         seconds["detect_s"] += time.time() - t0
-        missing += [str(m) for m in found.missing_names]
+        missing += [str(Path(m).relative_to(Path(m).parents[1])) for m in found.missing_names]  # Person/file.jpg
         kept = [frames[i] for i in found.index]
         kept_ids += ids[lo:lo + args.batch_size][found.index].tolist()
         for name, net in backbones.items():

@@ -251,3 +251,16 @@ def test_shared_backbone_flag_documents_the_forms():
     text = " ".join(p.format_help().split())
     assert "package.module:function[=arg]" in text and "path/to/file.py:function[=arg]" in text
     assert ".onnx" in text and "wrap_backbone" in text
+
+
+def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text().split("## Bring your own model", 1)[1]
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:3]]
+    assert "class MyNet" in blocks[0] and "wrap_backbone(MyNet())" in blocks[1]
+    (tmp_path / "mynet.py").write_text(blocks[0])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    exec(compile(blocks[1], "README example", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "('features', 'embedding') 64" and out[1] == "(4, 64)"
+    assert out[-1] == "mynet.py:make (112, 112)"

@@ -9,13 +9,15 @@ import warnings
 import byom_helper
 import numpy as np
 import pytest
+from conftest import weights_or_skip
 from PIL import Image
 
 import probes
 from probes.align import DetectionOptions, detect_and_align
-from probes.backbones import create_backbone, wrap_backbone
+from probes.backbones import create_backbone, list_backbones, wrap_backbone
 from probes.errors import NoFaceError
 from probes.quick import (
+    PINNED_FMRS,
     THRESHOLDS_FILE,
     backbone_record,
     face_finders,
@@ -24,6 +26,10 @@ from probes.quick import (
     pinned_threshold,
 )
 from probes.verification import VerificationError, min_impostors
+
+PINNED = ("dlib-resnet29", "hse-mobilenet-vggface2", "mobileface")
+WEIGHT_FILE = {"dlib-resnet29": "face_recognition_model.bin", "hse-mobilenet-vggface2": "faceres.bin",
+               "mobileface": "mobileface.bin"}
 
 
 def _population(people=200, per_person=3, dim=16, spread=0.6, seed=0):
@@ -175,3 +181,52 @@ def test_embed_detects_and_aligns_photos(tmp_path, data_root, faceapi_weights):
 def test_min_impostors_rule_matches_the_pinned_fmrs():
     assert [min_impostors(f) for f in (1e-2, 1e-3, 1e-4)] == [1_000, 10_000, 100_000]
     assert THRESHOLDS_FILE.name == "verification_thresholds.json"
+
+
+# --------------------------------------------------------------------------- the pinned table
+
+
+def test_pinned_table_rests_on_enough_identity_disjoint_impostors():
+    table = load_thresholds()
+    assert table["format"] == 1 and set(PINNED) <= set(table["backbones"])
+    for name, e in table["backbones"].items():
+        assert name in list_backbones()  # only registry networks are pinned
+        assert "LFW" in e["dataset"] and e["n_images"] >= 1500 and e["n_identities"] >= 500
+        assert e["command"].startswith("python experiments/verification_thresholds.py")
+        pairs = e["n_images"] * (e["n_images"] - 1) // 2
+        assert e["n_impostors"] + e["n_genuine"] == pairs  # every pair is one or the other
+        assert {float(k) for k in e["at_fmr"]} == set(PINNED_FMRS)
+        previous = -np.inf
+        for key in sorted(e["at_fmr"], key=float, reverse=True):
+            r = e["at_fmr"][key]
+            fmr = float(key)
+            assert e["n_impostors"] >= min_impostors(fmr) == r["min_impostors"]
+            assert r["impostors_accepted"] <= r["impostors_allowed"] == math.floor(fmr * e["n_impostors"])
+            assert r["realised_fmr"] == pytest.approx(r["impostors_accepted"] / e["n_impostors"])
+            assert r["realised_fmr"] <= fmr
+            assert r["threshold"] > previous  # a stricter FMR needs a higher score
+            previous = r["threshold"]
+
+
+@pytest.mark.parametrize("name", PINNED)
+def test_pinned_thresholds_fit_the_cached_weights(name):
+    weights_or_skip(WEIGHT_FILE[name], f"{name} weights")
+    backbone = create_backbone(name)
+    for fmr in PINNED_FMRS:
+        t = pinned_threshold(backbone, fmr)
+        assert t.weights_id == backbone.weights_id and t.metric == backbone.spec.verification_metric
+    n = t.n_impostors
+    with pytest.raises(VerificationError, match=f"rest on {n:,}"):
+        pinned_threshold(backbone, 1e-7)
+
+
+def test_verify_lfw_faces_at_the_pinned_threshold(data_root, faceapi_weights):
+    lfw = data_root / "lfw_home" / "lfw"
+    a = lfw / "Colin_Powell" / "Colin_Powell_0001.jpg"
+    same = probes.verify(a, lfw / "Colin_Powell" / "Colin_Powell_0002.jpg")  # dlib-resnet29 at FMR 1e-3
+    other = probes.verify(a, lfw / "Abdullah_Gul" / "Abdullah_Gul_0001.jpg")
+    assert same.same_person and not other.same_person
+    assert same.source.fmr == 1e-3 and same.source.n_impostors >= 10_000 and same.metric == "euclidean"
+    assert same.threshold == pinned_threshold(create_backbone("dlib-resnet29"), 1e-3).threshold
+    assert -same.score < -same.threshold < -other.score  # distances either side of the threshold
+    assert str(other).startswith("different people: L2 ")
