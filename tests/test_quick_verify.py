@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import byom_helper
 import numpy as np
@@ -230,3 +233,13 @@ def test_verify_lfw_faces_at_the_pinned_threshold(data_root, faceapi_weights):
     assert same.threshold == pinned_threshold(create_backbone("dlib-resnet29"), 1e-3).threshold
     assert -same.score < -same.threshold < -other.score  # distances either side of the threshold
     assert str(other).startswith("different people: L2 ")
+
+
+def test_the_facade_imports_the_api_only_when_used():
+    code = ("import sys, probes.errors, probes.cli; light = 'torch' not in sys.modules; import probes; "
+            "f = probes.verify; print(light, 'probes.quick' in sys.modules, f.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    assert out == ["True", "True", "probes.quick"]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        probes.nope  # noqa: B018
