@@ -7,8 +7,10 @@ Rules checked (read from the source with ``ast``; nothing is imported):
 - no import cycle among the modules of ``probes`` and of ``decoders``;
 - ``probes`` never imports ``decoders``;
 - no module imports a private (underscore) name, or a private module, of another module;
-- no ``probes``/``decoders`` import inside a function (imports sit at module top);
-- the bottom layer of ``probes`` (:data:`BOTTOM_LAYER`) imports nothing above it.
+- no ``probes``/``decoders`` import inside a function (imports sit at module top; a package facade's
+  ``LAZY_EXPORTS`` table, imported on first use, counts as top-level imports);
+- the bottom layer of ``probes`` (:data:`BOTTOM_LAYER`) imports nothing above it (the package ``probes``
+  itself is the facade on top, not part of it).
 """
 
 from __future__ import annotations
@@ -69,6 +71,17 @@ def _owner_package(name: str) -> str:
     return name.rpartition(".")[0]
 
 
+def _lazy_exports(tree: ast.Module) -> set[str]:
+    """Modules named by a top-level ``LAZY_EXPORTS = {name: "module", ...}`` (a package's PEP 562 facade):
+    imported on first use, and counted as the package's imports."""
+    out: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "LAZY_EXPORTS"
+                                                for t in node.targets) and isinstance(node.value, ast.Dict):
+            out |= {v.value for v in node.value.values if isinstance(v, ast.Constant) and isinstance(v.value, str)}
+    return out
+
+
 def read_modules(root: Path = ROOT) -> dict[str, Module]:
     paths = [p for pkg in PACKAGES for p in sorted((root / pkg).rglob("*.py"))]
     modules = {module_name(p, root): Module(module_name(p, root), p) for p in paths}
@@ -76,6 +89,7 @@ def read_modules(root: Path = ROOT) -> dict[str, Module]:
     for module in modules.values():
         tree = ast.parse(module.path.read_text(), str(module.path))
         top = {id(n) for n in tree.body}
+        module.imports |= {t for t in _lazy_exports(tree) if t.split(".")[0] in PACKAGES}
         for node in ast.walk(tree):
             if not isinstance(node, (ast.Import, ast.ImportFrom)):
                 continue
@@ -140,8 +154,10 @@ def violations(modules: dict[str, Module]) -> list[str]:
 
 
 def in_bottom_layer(name: str) -> bool:
+    """Whether ``name`` is a bottom-layer module. The package ``probes`` itself (its ``__init__``) is not: it is
+    the facade that re-exports the one-call API (``probes.verify``, ``probes.embed``) from above."""
     parts = name.split(".")
-    return parts[0] == "probes" and (len(parts) == 1 or parts[1] in BOTTOM_LAYER)
+    return parts[0] == "probes" and len(parts) > 1 and parts[1] in BOTTOM_LAYER
 
 
 def component(name: str) -> str:

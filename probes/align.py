@@ -124,6 +124,19 @@ class FaceAligner:
         missing_names = [names[i] if names is not None else i for i in missing]
         return DetectedFaces(chips, kept, np.asarray(missing, dtype=np.int64), missing_names, boxes, points, matrices)
 
+    def align_landmarked(self, frames, landmarks68: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Chips of ``frames`` (uint8 H x W x 3 arrays, sizes may differ) warped onto this template from
+        68 landmarks already found in them (frame pixels, e.g. :attr:`DetectedFaces.landmarks`): one
+        detection serves several backbones' templates."""
+        frames = [np.asarray(f) for f in frames]
+        points = np.asarray(landmarks68, np.float64)
+        if len(frames) != len(points):
+            raise ValueError(f"{len(points)} landmark sets for {len(frames)} frames")
+        if not frames:
+            return np.zeros((0, *self.size, 3), np.uint8)
+        matrices = np.stack([similarity_transform(p, self.template) for p in five_points(points)])
+        return self._warp_frames(frames, matrices, batch_size)
+
     def _frame_landmarks(self, frames: list[np.ndarray], boxes: np.ndarray, box_scale: float,
                          batch_size: int) -> np.ndarray:
         """(M, 68, 2) landmarks in frame pixels, found on a square crop around each frame's chosen box."""

@@ -25,7 +25,7 @@ from .datasets import FaceDataset
 from .errors import DatasetError, FaceprobeError, ImageError, UnknownNameError
 from .geometry import images_to_tensor
 from .nn import evaluating, recording
-from .outputs import atomic_write_bytes
+from .outputs import atomic_write_bytes, file_safe
 
 POOLS = ("avg", "max")
 _CACHE_VERSION = "faceprobe-capture-1"
@@ -173,7 +173,7 @@ class LayerCapture:
     def cache_path(self, images, layout: str | None = None) -> Path | None:
         if self.cache_dir is None:
             return None
-        return self.cache_dir / f"{self.backbone.name}-{self.cache_key(images, layout)}.npz"
+        return self.cache_dir / f"{file_safe(self.backbone.name)}-{self.cache_key(images, layout)}.npz"
 
     def _load_cache(self, path: Path) -> dict[str, np.ndarray] | None:
         try:

@@ -67,11 +67,17 @@ def add_max_images(p: argparse.ArgumentParser, default: int | None = None, what:
                    help=f"use at most this many {what} (a seeded subset)" + ("" if default else "; default all"))
 
 
+BACKBONE_HELP = ("face-recognition network: a registry name (`python -m probes.backbones list`), "
+                 "package.module:function[=arg], path/to/file.py:function[=arg] (the function returns a FaceBackbone "
+                 "or an nn.Module, wrapped with wrap_backbone's defaults) or path/to/model.onnx")
+
+
 def add_backbone(p: argparse.ArgumentParser, default: str | None = "dlib-resnet29", help: str | None = None) -> None:
     p.add_argument("--backbone", default=default,
-                   help=help or "face-recognition network (a registry name; `python -m probes.backbones list`)")
+                   help=help or BACKBONE_HELP)
     p.add_argument("--weights", default=None,
-                   help="weight file for --backbone (required for networks whose weights you bring)")
+                   help="weight file for --backbone (required for networks whose weights you bring; for "
+                        "module:function, a PyTorch state dict loaded into its module)")
 
 
 def add_runtime(p: argparse.ArgumentParser, batch_size: int | None = 64) -> None:

@@ -92,6 +92,25 @@ def images_to_tensor(images) -> torch.Tensor:
 ARCFACE_TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                                  [41.5493, 92.3655], [70.7299, 92.2041]], np.float64)
 
+# Crops: ArcFace expects insightface's 5-point aligned chip (eyes at 46% of
+# the height, 31% of the width apart; mouth at 82%). A mean of LFW's
+# unaligned 250x250 frames has the eyes at 45% height, 18% of the width apart
+# and the mouth at 64%: a 0.55 square with its top at 0.19 puts them about
+# where the template wants them. UTKFace chips have the eyes at 30% height,
+# 42% apart, mouth at 68%: a 1.1 square reaching 0.2 above the frame (padded
+# black, as insightface's own alignment warp pads) comes closest. These are
+# estimates from mean faces; real alignment (5 landmarks) is better.
+ARCFACE_CROPS: dict[str, Crop] = {"chip": FULL_FRAME, "lfw": (0.19, 0.225, 0.55, 0.55),
+                                  "utkface": (-0.2, -0.05, 1.1, 1.1)}
+
+
+def arcface_template(size: tuple[int, int]) -> np.ndarray:
+    """insightface's five-point template for chips of ``size`` (H, W): the 112 x 112 template scaled by
+    H / 112 about the chip's vertical centre line (so 112 x 96 gives SphereFace's 96-wide template)."""
+    h, w = size
+    scale = h / 112.0
+    return np.stack([(ARCFACE_TEMPLATE_112[:, 0] - 56.0) * scale + w / 2.0, ARCFACE_TEMPLATE_112[:, 1] * scale], 1)
+
 
 def five_points(landmarks68: np.ndarray) -> np.ndarray:
     """(N, 68, 2) iBUG points -> (N, 5, 2): image-left eye, image-right eye, nose tip, mouth corners."""

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import copy
+import warnings
+from contextlib import contextmanager, nullcontext
 
+import torch
 from torch import nn
 
 from .errors import FaceprobeError
+from .tfjs_graph import TFJSGraph
+
+# Modules whose own ``reset_parameters`` covers only themselves (a network's own is trusted to reset all of it).
+FILTER_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+                  nn.Linear)
 
 
 @contextmanager
@@ -57,3 +65,35 @@ def recording(modules, reduce, owner: str):
     finally:
         for handle in handles:
             handle.remove()
+
+
+def reinitialised_copy(module: nn.Module, seed: int | None = None,
+                       error: type[FaceprobeError] = FaceprobeError) -> nn.Module:
+    """A deep copy re-initialised under ``seed`` (None: the current random state): the module's own
+    ``reset_parameters`` when it has one (it must then reset everything), else every submodule's; warns
+    about parameters nothing resets. A module holding a TF.js graph raises ``error``."""
+    graphs = [name or "(the module itself)" for name, sub in module.named_modules() if isinstance(sub, TFJSGraph)]
+    if graphs:
+        # A TFJSGraph's compiled ops hold on to the graph they were built for, so a deep copy would
+        # still compute with the original's weights; only rebuilding from the file makes a true twin.
+        raise error(f"{type(module).__name__} holds TF.js graph(s) ({', '.join(graphs)}), which cannot "
+                    "be copied and re-initialised; register the graph as a backbone (its builder makes "
+                    "the random twin) or compare it without a baseline")
+    twin = copy.deepcopy(module)
+    covered: set[int] = set()
+    with torch.random.fork_rng(devices=[]) if seed is not None else nullcontext():
+        if seed is not None:
+            torch.manual_seed(seed)
+        if callable(getattr(twin, "reset_parameters", None)) and not isinstance(twin, FILTER_MODULES):
+            twin.reset_parameters()  # a network's own reset_parameters is trusted to reset all of it
+            return twin
+        for sub in twin.modules():
+            if callable(getattr(sub, "reset_parameters", None)):
+                sub.reset_parameters()
+                covered.update(id(p) for p in sub.parameters(recurse=False))
+    kept = [n for n, p in twin.named_parameters() if id(p) not in covered]
+    if kept:
+        warnings.warn(f"{type(module).__name__}: {len(kept)} parameter(s) belong to modules without "
+                      f"reset_parameters and keep their trained values in the random copy, e.g. "
+                      f"{', '.join(kept[:5])}", stacklevel=3)
+    return twin

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FaceprobeError
+
+
+def file_safe(name: str, limit: int = 80) -> str:
+    """``name`` as one file-name part: characters other than letters, digits, ``.``, ``_`` and ``-`` become
+    ``_`` (a backbone reference such as ``path/to/net.py:make`` holds slashes), cut to ``limit``."""
+    return re.sub(r"[^0-9A-Za-z._-]", "_", str(name)).strip("._")[:limit] or "unnamed"
 
 
 def atomic_write_bytes(path: Path, write) -> None:

@@ -237,6 +237,19 @@ def cross_identity_scores(templates: np.ndarray, identities: Sequence[str], metr
     return blocked_scores(templates, templates, keep, metric, block)
 
 
+def same_identity_scores(templates: np.ndarray, identities: Sequence[str], metric: str,
+                         block: int = 512) -> np.ndarray:
+    """Scores of every unordered pair of distinct images with the same identity (genuine pairs, float64)."""
+    ids = np.unique(np.asarray(identities, dtype=str), return_inverse=True)[1]
+    n = len(ids)
+
+    def keep(start, stop):
+        rows = np.arange(start, stop)[:, None]
+        return (np.arange(n)[None, :] > rows) & (ids[start:stop, None] == ids[None, :])
+
+    return blocked_scores(templates, templates, keep, metric, block)
+
+
 @dataclass
 class FMRThreshold:
     """The threshold at one FMR, the impostor set it rests on, and how genuine LFW pairs fare at it."""

@@ -56,3 +56,16 @@ def test_the_checker_finds_each_kind_of_violation(arch, tmp_path):
     assert "probes.errors (bottom layer) imports probes.align" in found
     assert "probes.images imports inside a function" in found
     assert "decoders.dfd imports the private probes.align: _hidden" in found
+
+
+def test_a_facades_lazy_exports_count_as_its_imports(arch, tmp_path):
+    root = _tree(tmp_path, {
+        "probes/__init__.py": 'LAZY_EXPORTS = {"verify": "probes.quick"}\n',
+        "probes/quick.py": "from probes import verify\n",  # a cycle through the lazy table
+        "probes/errors.py": "",
+        "decoders/__init__.py": "",
+    })
+    modules = arch.read_modules(root)
+    assert modules["probes"].imports == {"probes.quick"} and not modules["probes"].inner
+    assert "import cycle: probes <-> probes.quick" in "\n".join(arch.violations(modules))
+    assert not arch.in_bottom_layer("probes") and arch.in_bottom_layer("probes.errors")

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from .. import weights as weight_store
-from ..errors import FaceprobeError, WeightFileError
-from ..geometry import ARCFACE_TEMPLATE_112
+from ..errors import WeightFileError
+from ..geometry import ARCFACE_CROPS, ARCFACE_TEMPLATE_112
 from ..weight_files import (
     existing_file,
     load_named_tensors,
@@ -34,6 +33,7 @@ from ..weight_files import (
     user_weights_required,
     with_default_counters,
 )
+from .onnx_runtime import OnnxEmbedder
 from .registry import BackboneSpec, register_backbone
 
 IRESNET50_LAYERS = (3, 4, 14, 3)
@@ -116,63 +116,6 @@ def load_arcface(net: nn.Module, weights: Path | None) -> str:
     return weight_store.sha256_of(path)
 
 
-class OnnxEmbedder(nn.Module):
-    """An ONNX face-embedding graph run by onnxruntime, as a module.
-
-    Only the output is visible: ``embedding`` is a parameter-free tap point on
-    it. Gradients do not flow through onnxruntime, so an input that requires
-    grad is refused rather than silently cut off.
-    """
-
-    def __init__(self, input_size: tuple[int, int] = (112, 112), embedding_size: int = EMBEDDING_SIZE):
-        super().__init__()
-        self.input_size = tuple(input_size)
-        self.embedding_size = embedding_size
-        self.embedding = nn.Identity()
-        self.session = None
-        self.input_name = ""
-        self.fixed_batch: int | None = None
-
-    def load(self, path: Path) -> None:
-        """Open ``path`` with onnxruntime and check it is a single-input, single-output embedder."""
-        import onnxruntime as ort  # imported here: only this backbone needs it
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, torch.get_num_threads())
-        options.log_severity_level = 3
-        try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            raise WeightFileError(f"{path} is not a loadable ONNX model: {exc}") from exc
-        inputs, outputs = session.get_inputs(), session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise WeightFileError(
-                f"{path}: expected one input and one output (an embedding model), got inputs "
-                f"{[i.name for i in inputs]} and outputs {[o.name for o in outputs]}")
-        shape, out_shape = inputs[0].shape, outputs[0].shape
-        expected = (3,) + self.input_size
-        if len(shape) != 4 or any(isinstance(s, int) and s != e for s, e in zip(shape[1:], expected)):
-            raise WeightFileError(f"{path}: input {inputs[0].name!r} has shape {shape}, expected "
-                                  f"[N, {', '.join(map(str, expected))}]")
-        if not out_shape or (isinstance(out_shape[-1], int) and out_shape[-1] != self.embedding_size):
-            raise WeightFileError(f"{path}: output {outputs[0].name!r} has shape {out_shape}, expected "
-                                  f"[N, {self.embedding_size}]")
-        self.session, self.input_name = session, inputs[0].name
-        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.session is None:
-            raise WeightFileError("no ONNX model loaded: use create_backbone('arcface-r50-onnx', weights=PATH)")
-        if x.requires_grad:
-            raise FaceprobeError("backbone 'arcface-r50-onnx' runs in onnxruntime and has no gradients; "
-                                 "use 'arcface-r50' with a backbone.pth state dict for gradient work")
-        array = np.ascontiguousarray(x.detach().float().cpu().numpy())
-        step = self.fixed_batch or max(1, len(array))  # a graph exported with batch 1 runs image by image
-        outs = [self.session.run(None, {self.input_name: array[i:i + step]})[0] for i in range(0, len(array), step)]
-        out = np.concatenate(outs) if outs else np.zeros((0, self.embedding_size), np.float32)
-        return self.embedding(torch.from_numpy(out.reshape(len(array), -1)).to(x.device))
-
-
 ONNX_RELEASE = ("w600k_r50.onnx, the recognition model in insightface's buffalo_l model pack "
                 "(github.com/deepinsight/insightface, python-package model zoo)")
 ONNX_FORMATS = "an ONNX graph (.onnx) with one input [N, 3, 112, 112] (RGB, (x-127.5)/127.5) and one output [N, 512]"
@@ -188,16 +131,7 @@ def load_arcface_onnx(net: nn.Module, weights: Path | None) -> str:
 
 _BLOCK_TAPS = tuple(f"layer{i}.{b}" for i, n in enumerate(IRESNET50_LAYERS, start=1) for b in range(n))
 
-# Crops: ArcFace expects insightface's 5-point aligned chip (eyes at 46% of
-# the height, 31% of the width apart; mouth at 82%). A mean of LFW's
-# unaligned 250x250 frames has the eyes at 45% height, 18% of the width apart
-# and the mouth at 64%: a 0.55 square with its top at 0.19 puts them about
-# where the template wants them. UTKFace chips have the eyes at 30% height,
-# 42% apart, mouth at 68%: a 1.1 square reaching 0.2 above the frame (padded
-# black, as insightface's own alignment warp pads) comes closest. These are
-# estimates from mean faces; real alignment (5 landmarks) is better.
-_ARCFACE_CROPS = {"chip": (0.0, 0.0, 1.0, 1.0), "lfw": (0.19, 0.225, 0.55, 0.55),
-                  "utkface": (-0.2, -0.05, 1.1, 1.1)}
+# Crops of LFW frames and UTKFace chips for insightface-aligned inputs: see geometry.ARCFACE_CROPS.
 
 SPEC_ARCFACE_R50 = register_backbone(BackboneSpec(
     name="arcface-r50",
@@ -214,7 +148,7 @@ SPEC_ARCFACE_R50 = register_backbone(BackboneSpec(
     weight_files=("backbone.pth",),
     source="insightface arcface_torch iresnet50 (Deng et al., ArcFace 2019); user-supplied backbone.pth",
     licence="insightface code MIT; its pretrained models are for non-commercial research only",
-    crops=_ARCFACE_CROPS,
+    crops=ARCFACE_CROPS,
     l2_normalise=True,
     notes="user-supplied weights; expects 5-point aligned 112x112 chips; compare by cosine",
 ))
@@ -234,7 +168,7 @@ SPEC_ARCFACE_R50_ONNX = register_backbone(BackboneSpec(
     weight_files=("w600k_r50.onnx",),
     source="insightface buffalo_l w600k_r50.onnx (iresnet50 trained on WebFace600K); user-supplied",
     licence="insightface pretrained models: non-commercial research only",
-    crops=_ARCFACE_CROPS,
+    crops=ARCFACE_CROPS,
     l2_normalise=True,
     notes="runs in onnxruntime: final embedding only (no inner tap layers), no gradients; for layers and "
           "gradients use 'arcface-r50' with a PyTorch backbone.pth",

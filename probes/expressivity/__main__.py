@@ -24,6 +24,7 @@ from ..cli import (
     run_command,
 )
 from ..errors import FaceprobeError
+from ..outputs import file_safe
 from .estimators import ESTIMATORS
 from .labels import KNOWN_ATTRIBUTES
 from .pipeline import OUTPUT_FILES, ExpressivityConfig, ExpressivitySweep
@@ -73,7 +74,7 @@ def config_from_args(args: argparse.Namespace) -> ExpressivityConfig:
 
 
 def run(args: argparse.Namespace) -> Path:
-    out = Path(args.out or f"runs/expressivity-{args.backbone}-{args.dataset}")
+    out = Path(args.out or f"runs/expressivity-{file_safe(args.backbone)}-{args.dataset}")
     existing = [out / f for f in OUTPUT_FILES if (out / f).exists()]
     if existing and not args.overwrite:  # other files in --out are fine: only these three are replaced
         raise FaceprobeError(f"{out} already holds results ({', '.join(p.name for p in existing)}); "

@@ -3,13 +3,11 @@
 :func:`module_layers` lists an ``nn.Module``'s ``Conv*``, ``ConvTranspose*`` and
 ``Linear`` submodules, :func:`graph_layers` a TF.js graph's filter constants,
 each as a :class:`Layer` (filters along the first axis, PyTorch layout).
-:func:`reinitialised_copy` is the random twin of a plain module.
+(The random twin of a plain module is :func:`probes.nn.reinitialised_copy`.)
 """
 
 from __future__ import annotations
 
-import copy
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,10 +15,9 @@ import torch
 from torch import nn
 
 from ..errors import FaceprobeError
+from ..nn import FILTER_MODULES
 from ..tfjs_graph import TFJSGraph, node_attr, param_key
 
-FILTER_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-                  nn.Linear)
 TRANSPOSED_MODULES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 GRAPH_FILTER_OPS = {"Conv2D": "conv", "_FusedConv2D": "conv", "DepthwiseConv2dNative": "depthwise",
                     "FusedDepthwiseConv2dNative": "depthwise", "MatMul": "linear", "_FusedMatMul": "linear"}
@@ -107,32 +104,3 @@ def graph_layers(graph: TFJSGraph) -> list[tuple[Layer, str]]:
             w = w if node_attr(node, "transpose_b", False) else w.t()
         out.append((Layer(const, kind, tuple(int(s) for s in w.shape), w), node.name))
     return out
-
-
-def reinitialised_copy(module: nn.Module, seed: int) -> nn.Module:
-    """A deep copy re-initialised under ``seed``: the module's own ``reset_parameters`` when it has one (it
-    must then reset everything), else every submodule's; warns about parameters nothing resets."""
-    graphs = [name or "(the module itself)" for name, sub in module.named_modules() if isinstance(sub, TFJSGraph)]
-    if graphs:
-        # A TFJSGraph's compiled ops hold on to the graph they were built for, so a deep copy would
-        # still compute with the original's weights; only rebuilding from the file makes a true twin.
-        raise NetworkSpecError(f"{type(module).__name__} holds TF.js graph(s) ({', '.join(graphs)}), which cannot "
-                               "be copied and re-initialised; register the graph as a backbone (its builder makes "
-                               "the random twin) or compare it without a baseline")
-    twin = copy.deepcopy(module)
-    covered: set[int] = set()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if callable(getattr(twin, "reset_parameters", None)) and not isinstance(twin, FILTER_MODULES):
-            twin.reset_parameters()  # a network's own reset_parameters is trusted to reset all of it
-            return twin
-        for sub in twin.modules():
-            if callable(getattr(sub, "reset_parameters", None)):
-                sub.reset_parameters()
-                covered.update(id(p) for p in sub.parameters(recurse=False))
-    kept = [n for n, p in twin.named_parameters() if id(p) not in covered]
-    if kept:
-        warnings.warn(f"{type(module).__name__}: {len(kept)} parameter(s) belong to modules without "
-                      f"reset_parameters and keep their trained values in the random copy, e.g. "
-                      f"{', '.join(kept[:5])}", stacklevel=3)
-    return twin

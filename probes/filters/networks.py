@@ -42,10 +42,10 @@ from ..backbones.hse import random_init
 from ..backbones.registry import FaceBackbone, create_backbone, list_backbones
 from ..errors import FaceprobeError
 from ..geometry import images_to_tensor
-from ..nn import evaluating, recording
+from ..nn import evaluating, recording, reinitialised_copy
 from ..resolve import ObjectSpec, is_object_spec, parse_object_spec, resolve_object
 from ..tfjs_graph import TFJSGraph
-from .layers import Layer, LayerMismatchError, NetworkSpecError, graph_layers, module_layers, reinitialised_copy
+from .layers import Layer, LayerMismatchError, NetworkSpecError, graph_layers, module_layers
 
 
 class Network:
@@ -134,7 +134,7 @@ class Network:
                     random_init(net, seed)
             twin = FaceBackbone(module.spec, net, f"random-init-seed{seed}").to(self.device).eval()
         else:
-            twin = reinitialised_copy(module, seed)
+            twin = reinitialised_copy(module, seed, NetworkSpecError)
         return Network(twin, f"{self.name} (random init {seed})", forward=self._forward,
                        input_size=self._input_size, input_range=self._input_range, layers=self._only)
 
@@ -220,7 +220,8 @@ def as_network(obj, name: str | None = None) -> Network:
 
 def load_network(spec: str, weights: str | None = None, device: str | torch.device = "cpu",
                  pretrained: bool = True) -> Network:
-    """A network from a string: a backbone registry name, or ``package.module:function[=arg]``.
+    """A network from a string: a backbone registry name, ``package.module:function[=arg]`` or
+    ``path/to/file.py:function[=arg]``.
 
     The function is imported when called and run as ``function()`` or
     ``function(arg)`` (``arg`` a string); it must return an ``nn.Module`` (or
@@ -234,7 +235,7 @@ def load_network(spec: str, weights: str | None = None, device: str | torch.devi
         names = list_backbones()
         if spec not in names:
             raise NetworkSpecError(f"network spec {spec!r} is neither a registered backbone ({', '.join(names)}) "
-                                   "nor 'package.module:function[=arg]'")
+                                   "nor 'package.module:function[=arg]' or 'path/to/file.py:function[=arg]'")
         return Network(create_backbone(spec, weights=weights, device=device, pretrained=pretrained), spec)
     if weights is not None:
         raise NetworkSpecError(f"weights= applies to registry backbones only, not to {spec!r}; let the function "
@@ -264,7 +265,8 @@ def network_function(spec: str) -> tuple[Callable, ObjectSpec]:
     try:
         parsed = parse_object_spec(spec, NetworkSpecError, "network spec")
     except NetworkSpecError:
-        raise NetworkSpecError(f"network spec {spec!r} is not 'package.module:function[=arg]'") from None
+        raise NetworkSpecError(f"network spec {spec!r} is not 'package.module:function[=arg]' or "
+                               "'path/to/file.py:function[=arg]'") from None
     try:
         function = resolve_object(parsed, NetworkSpecError, "network spec")
     except NetworkSpecError as exc:
