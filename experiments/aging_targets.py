@@ -103,7 +103,8 @@ def curve(run: Path, args, folder: Path) -> dict:
     paths = sorted((run / "checkpoints").glob("step_*.pt")) + [run / "checkpoints" / "latest.pt"]
     for path in paths:
         kept = folder / f"{path.stem}.json"
-        settings = {"max_images": args.max_images, "seed": args.seed, "checkpoint": str(path)}
+        settings = {"max_images": args.max_images, "seed": args.seed, "checkpoint": str(path),
+                    "checkpoint_mtime": path.stat().st_mtime}
         if kept.is_file() and json.loads(kept.read_text()).get("settings") == settings:
             points.append(json.loads(kept.read_text()))
             continue
