@@ -469,7 +469,8 @@ def test_cli_refuses_before_any_work(tmp_path, capsys):
     assert main(["--generator", "identity", "--groups", "ipcgan", "--image-size", "64", "--targets", "7",
                  "--out", str(fresh)]) == 2
     assert "--targets 7 is outside the trained age groups of ipcgan" in capsys.readouterr().err
-    assert main(["--generator", "identity", "--out", str(fresh)]) == 2
+    # A plain aging function needs its groups (the built-in references default to IPCGAN's).
+    assert main(["--generator", "decoders.audit.references:identity", "--out", str(fresh)]) == 2
     assert "pass --groups" in capsys.readouterr().err
     assert main(["--aged-folder", str(tmp_path), "--out", str(fresh)]) == 2
     assert "--aged-folder and --aged-csv go together" in capsys.readouterr().err
