@@ -6,7 +6,7 @@ the message without reading a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 class FaceprobeError(Exception):
@@ -58,3 +58,20 @@ def preview(items: Sequence, limit: int, sep: str | None = ", ") -> str:
     shown = items[:limit]
     text = str(shown) if sep is None else sep.join(map(str, shown))
     return text + (" ..." if len(items) > limit else "")
+
+
+def lookup(table: Mapping, name, what: str, known: str = "registered"):
+    """``table[name]``, or an :class:`UnknownNameError` naming ``what`` and listing the known names."""
+    try:
+        return table[name]
+    except (KeyError, TypeError):
+        listed = ", ".join(sorted(table)) or "none"
+        raise UnknownNameError(f"unknown {what} {name!r}; {known}: {listed}") from None
+
+
+def register(table: dict, name: str, value, what: str):
+    """Add ``value`` under ``name`` to a registry ``table``; a second registration is refused."""
+    if name in table:
+        raise ValueError(f"{what} {name!r} is already registered")
+    table[name] = value
+    return value

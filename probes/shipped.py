@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from .errors import UnknownNameError, WeightFileError
+from .errors import WeightFileError, lookup
 from .outputs import atomic_write_bytes
 from .weights import sha256_of as file_sha256
 
@@ -104,11 +104,7 @@ class ShippedRegistry:
         return isinstance(name, str) and name in self.entries()
 
     def get(self, name: str) -> ShippedWeights:
-        entries = self.entries()
-        if name not in entries:
-            known = ", ".join(sorted(entries)) or "none shipped yet"
-            raise UnknownNameError(f"unknown {self.what} {name!r}; shipped: {known}")
-        return entries[name]
+        return lookup(self.entries(), name, self.what, known="shipped")
 
     def path(self, name: str) -> Path:
         """The file of ``name``, after checking its sha256 against the registry."""

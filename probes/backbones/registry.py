@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UnknownNameError
+from ..errors import UnknownNameError, lookup, register
 from .base import BackboneSpec, FaceBackbone
 from .external import REFERENCE_FORMS, is_backbone_reference, load_backbone_reference
 
@@ -23,10 +23,7 @@ _REGISTRY: dict[str, BackboneSpec] = {}
 
 
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
-    if spec.name in _REGISTRY:
-        raise ValueError(f"backbone {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
+    return register(_REGISTRY, spec.name, spec, "backbone")
 
 
 def list_backbones() -> list[str]:
@@ -34,11 +31,7 @@ def list_backbones() -> list[str]:
 
 
 def get_spec(name: str) -> BackboneSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown backbone {name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None
+    return lookup(_REGISTRY, name, "backbone")
 
 
 def create_backbone(name: str, weights: str | Path | None = None, device: str | torch.device = "cpu",

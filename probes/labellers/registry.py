@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import UnknownNameError
+from ..errors import lookup, register
 
 
 @runtime_checkable
@@ -39,10 +39,7 @@ _REGISTRY: dict[str, LabellerSpec] = {}
 
 
 def register_labeller(spec: LabellerSpec) -> LabellerSpec:
-    if spec.name in _REGISTRY:
-        raise ValueError(f"labeller {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
+    return register(_REGISTRY, spec.name, spec, "labeller")
 
 
 def list_labellers() -> list[str]:
@@ -50,11 +47,7 @@ def list_labellers() -> list[str]:
 
 
 def get_labeller_spec(name: str) -> LabellerSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown labeller {name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None
+    return lookup(_REGISTRY, name, "labeller")
 
 
 def create_labeller(name: str, **kwargs: Any) -> Labeller:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FetchError, UnknownNameError, WeightFileError
+from ..errors import FetchError, UnknownNameError, WeightFileError, lookup
 
 HOME_ENV = "FACEPROBE_HOME"
 
@@ -143,11 +143,7 @@ def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def _spec(filename: str) -> WeightFile:
-    try:
-        return WEIGHT_FILES[filename]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown weight file {filename!r}; known: {', '.join(sorted(WEIGHT_FILES))}") from None
+    return lookup(WEIGHT_FILES, filename, "weight file", known="known")
 
 
 def weight_path(filename: str, verify: bool = True) -> Path:
