@@ -224,30 +224,30 @@ def blocked_scores(a: np.ndarray, b: np.ndarray, keep, metric: str, block: int =
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def cross_identity_scores(templates: np.ndarray, identities: Sequence[str], metric: str,
-                          block: int = 512) -> np.ndarray:
-    """Scores of every unordered pair of images with different identities (float64)."""
+def _identity_pair_scores(templates: np.ndarray, identities: Sequence[str], metric: str, block: int,
+                          same: bool) -> np.ndarray:
+    """Scores of every unordered pair of distinct images whose identities agree (``same``) or differ."""
     ids = np.unique(np.asarray(identities, dtype=str), return_inverse=True)[1]
     n = len(ids)
 
     def keep(start, stop):
         rows = np.arange(start, stop)[:, None]
-        return (np.arange(n)[None, :] > rows) & (ids[start:stop, None] != ids[None, :])
+        agree = ids[start:stop, None] == ids[None, :]
+        return (np.arange(n)[None, :] > rows) & (agree if same else ~agree)
 
     return blocked_scores(templates, templates, keep, metric, block)
+
+
+def cross_identity_scores(templates: np.ndarray, identities: Sequence[str], metric: str,
+                          block: int = 512) -> np.ndarray:
+    """Scores of every unordered pair of images with different identities (float64)."""
+    return _identity_pair_scores(templates, identities, metric, block, same=False)
 
 
 def same_identity_scores(templates: np.ndarray, identities: Sequence[str], metric: str,
                          block: int = 512) -> np.ndarray:
     """Scores of every unordered pair of distinct images with the same identity (genuine pairs, float64)."""
-    ids = np.unique(np.asarray(identities, dtype=str), return_inverse=True)[1]
-    n = len(ids)
-
-    def keep(start, stop):
-        rows = np.arange(start, stop)[:, None]
-        return (np.arange(n)[None, :] > rows) & (ids[start:stop, None] == ids[None, :])
-
-    return blocked_scores(templates, templates, keep, metric, block)
+    return _identity_pair_scores(templates, identities, metric, block, same=True)
 
 
 @dataclass
