@@ -117,3 +117,32 @@ def test_pooled_over_seeds_spans_the_split_to_split_spread():
         # the pooled interval spans the split-to-split range of the estimates
         assert row.ci_low <= per_seed["estimate"].min() and per_seed["estimate"].max() <= row.ci_high
     assert (pooled.loc[pooled.layer == "late", "seed_sd"] > 0).all()
+
+
+def test_corrected_t_pooling_matches_the_formula_and_names_its_rule():
+    from scipy.stats import t as student_t
+
+    from probes.expressivity.sweep import pool_over_seeds
+
+    features, labels = _synthetic()
+    table = expressivity_sweep(features, labels, estimators=["probe"], seeds=[0, 1, 2], estimator_params=FAST,
+                               progress=False)
+    pooled = pool_over_seeds(table, interval="corrected-t")
+    assert (pooled["interval"] == "corrected-t").all()
+    row = pooled.iloc[0]
+    e = table[(table.layer == row.layer) & (table.attribute == row.attribute)]["estimate"].to_numpy()
+    n_eval = int(table["n_eval"].iloc[0])
+    half = student_t.ppf(0.975, 2) * np.sqrt((1 / 3 + n_eval / (int(table["n"].iloc[0]) - n_eval)) * e.var(ddof=1))
+    assert row.ci_high == pytest.approx(e.mean() + half)
+    assert row.ci_low == pytest.approx(max(e.mean() - half, 0.0))
+    one = pool_over_seeds(table[table.seed == 0], interval="corrected-t")
+    assert (one["interval"] == "bootstrap of one seed").all()
+    with pytest.raises(ValueError, match="interval='wide'"):
+        pool_over_seeds(table, interval="wide")
+
+
+def test_repeated_split_interval_refuses_a_single_estimate():
+    from probes.stats import repeated_split_interval
+
+    with pytest.raises(ValueError, match="at least 2"):
+        repeated_split_interval([0.3], 700, 300)

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
                    help="estimator seeds: each a new split and training seed (one row per seed in results.csv; "
                         "results_pooled.csv and the figure pool them)")
+    p.add_argument("--interval", default="envelope", choices=("envelope", "corrected-t"),
+                   help="results_pooled.csv's interval over seeds: the envelope of their intervals (conservative) "
+                        "or Nadeau-Bengio's corrected repeated-split t (calibrated, wider with 3 seeds)")
     p.add_argument("--projection-dim", type=int, default=512,
                    help="random projection for wider layers (memory); 0 keeps every channel")
     p.add_argument("--pool", default="avg", choices=("avg", "max"),
@@ -68,7 +71,8 @@ def config_from_args(args: argparse.Namespace) -> ExpressivityConfig:
         labels_csv=args.labels_csv, min_images_per_person=args.min_images_per_person, max_images=args.max_images,
         attributes=tuple(args.attributes), labels_from=args.labels_from, age_sex_labeller=args.age_sex_labeller,
         pose_labeller=args.pose_labeller, layers=tuple(args.layers) if args.layers else None,
-        estimators=tuple(args.estimator), seeds=tuple(args.seeds), projection_dim=args.projection_dim, pool=args.pool,
+        estimators=tuple(args.estimator), seeds=tuple(args.seeds), interval=args.interval,
+        projection_dim=args.projection_dim, pool=args.pool,
         batch_size=args.batch_size, device=args.device, jobs=args.jobs, cache_dir=args.cache_dir,
         progress=not args.no_progress)
 

@@ -66,6 +66,7 @@ class ExpressivityConfig(DictConfig):
     layers: tuple[str, ...] | None = None
     estimators: tuple[str, ...] = ("probe", "mine")
     seeds: tuple[int, ...] = (0, 1, 2)  # three splits and training seeds: intervals cover their spread
+    interval: str = "envelope"  # how results_pooled.csv pools the seeds' intervals (see pool_over_seeds)
     projection_dim: int | None = 512
     pool: str = "avg"
     batch_size: int = 64
@@ -140,7 +141,7 @@ class ExpressivityResult:
         folder.mkdir(parents=True, exist_ok=True)
         write_table(folder / "results.csv", self.table)
         if self.table["seed"].nunique() > 1:
-            write_table(folder / "results_pooled.csv", pool_over_seeds(self.table))
+            write_table(folder / "results_pooled.csv", pool_over_seeds(self.table, self.config.interval))
         save_figure(self.figure(), folder / "expressivity.png", dpi=130)
         write_summary(folder / "results.json", self.summary(command, settings))
         return folder

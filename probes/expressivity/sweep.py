@@ -16,6 +16,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from ..errors import UnknownNameError
+from ..stats import repeated_split_interval
 from .estimators import make_estimator
 from .labels import AttributeLabels
 from .results import EstimationError, MIResult
@@ -75,18 +76,36 @@ def expressivity_sweep(features: Mapping[str, np.ndarray], labels: Mapping[str, 
 POOLED_KEYS = ("layer", "depth", "relative_depth", "attribute", "attribute_kind", "label_source", "estimator")
 
 
-def pool_over_seeds(table: pd.DataFrame) -> pd.DataFrame:
+def pool_over_seeds(table: pd.DataFrame, interval: str = "envelope") -> pd.DataFrame:
     """One row per (layer, attribute, estimator) over the table's seeds (each a new split and training seed).
 
-    ``estimate`` is the mean over seeds; ``ci_low``/``ci_high`` the envelope of the seeds' 95% intervals
-    (lowest low, highest high), so the interval covers the spread between splits and training seeds as
-    well as the evaluation rows of each (conservative: wider than a 95% interval of the mean);
-    ``seed_sd`` the standard deviation of the estimates across seeds. With one seed it is that seed's row.
+    ``estimate`` is the mean over seeds; ``seed_sd`` the standard deviation of the estimates across seeds.
+    ``ci_low``/``ci_high``, by ``interval``:
+
+    * "envelope" (default): the lowest low and highest high of the seeds' 95% intervals, which covers the
+      spread between splits and training seeds as well as the evaluation rows of each. Conservative: in a
+      simulation (``experiments/interval_calibration.py``, LinearProbe, 3 splits, 300 data sets) it covered
+      the estimator's expected value in 100% of data sets, against 94% for one split's bootstrap.
+    * "corrected-t": :func:`probes.stats.repeated_split_interval` (Nadeau-Bengio), calibrated by
+      construction (96% in the same simulation) but wider on average with 3 seeds (t has 2 degrees of
+      freedom).
+
+    With one seed both are that seed's interval. ``interval`` names the rule in the table.
     """
+    if interval not in ("envelope", "corrected-t"):
+        raise ValueError(f"interval={interval!r}: expected 'envelope' or 'corrected-t'")
     keys = [k for k in POOLED_KEYS if k in table.columns]
     pooled = table.groupby(keys, sort=False).agg(
         estimate=("estimate", "mean"), ci_low=("ci_low", "min"), ci_high=("ci_high", "max"),
-        seed_sd=("estimate", "std"), n_seeds=("seed", "nunique"), p_value=("p_value", "max"), n=("n", "first"))
+        seed_sd=("estimate", "std"), n_seeds=("seed", "nunique"), p_value=("p_value", "max"), n=("n", "first"),
+        n_eval=("n_eval", "first"))
+    pooled["interval"] = np.where(pooled["n_seeds"] > 1, interval, "bootstrap of one seed")
+    if interval == "corrected-t":
+        for key, part in table.groupby(keys, sort=False):
+            if part["seed"].nunique() > 1:
+                n, n_eval = int(part["n"].iloc[0]), int(part["n_eval"].iloc[0])
+                _, lo, hi = repeated_split_interval(part["estimate"], n - n_eval, n_eval)
+                pooled.loc[key, ["ci_low", "ci_high"]] = max(lo, 0.0), hi  # an MI is never negative
     return pooled.reset_index().sort_values(["estimator", "depth", "attribute"], kind="stable", ignore_index=True)
 
 
