@@ -168,8 +168,7 @@ def run(args: argparse.Namespace, argv=None) -> None:
     if args.curve:
         record = curve(Path(args.generator), args, out.with_suffix(""))
         fig = curve_figure(record)
-        fig.savefig(out.with_suffix(".pdf"))
-        save_figure(fig, out.with_suffix(".png"), dpi=200)
+        save_figure(fig, out.with_suffix(".png"), dpi=200)  # and .pdf, .svg
     else:
         record = measure(args.generator, args)
         for name, check in record["targets"].items():
