@@ -46,6 +46,7 @@ scores). Templates and chips come through
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +58,8 @@ from .dfd.attack import DEFAULT_FMRS, TYPE2_SOURCES, AttackEvaluation, AttackEva
 from .dfd.attack_result import format_table
 from .dfd.settings import run_and_save
 
+log = logging.getLogger(__name__)
+
 COMMAND = "decoders.evaluate"
 
 
@@ -65,14 +68,16 @@ def build_parser():
     p.add_argument("--checkpoint", required=True, help="run folder (or a checkpoint inside it: split.json is needed)")
     cli.add_data_root(p)
     cli.add_out(p)
-    cli.add_backbone(p, default=None, help="refuse a checkpoint not trained against this backbone")
-    p.add_argument("--backbone-b", help="second backbone for the transfer SAR")
-    p.add_argument("--weights-b", help="weights file of --backbone-b")
+    cli.add_backbone(p, default=None, help="refuse a checkpoint not trained against this backbone (default: "
+                                           "the checkpoint's own)")
+    p.add_argument("--backbone-b", help="second backbone for the transfer SAR (default: none, no transfer SAR)")
+    p.add_argument("--weights-b", help="weights file of --backbone-b (default: its own)")
     p.add_argument("--fmr", type=float, nargs="+", default=list(DEFAULT_FMRS), help="false match rates")
     p.add_argument("--impostors", choices=IMPOSTOR_SETS, default="auto",
                    help="impostor set for thresholds: mismatched pairs, all cross-identity pairs, or auto "
                         "(pairs when they resolve the FMR, else cross)")
-    p.add_argument("--max-pairs", type=int, help="seeded subset of LFW pairs for the thresholds (quick runs)")
+    p.add_argument("--max-pairs", type=int,
+                   help="seeded subset of LFW pairs for the thresholds (quick runs; default all)")
     cli.add_max_images(p, what="held-out images")
     p.add_argument("--split", default="test", choices=("test", "val"))
     p.add_argument("--type2-references", default="lfw", choices=TYPE2_SOURCES,
@@ -95,10 +100,10 @@ def evaluate(args, command: list[str]) -> None:
         progress=not args.no_progress)
     result = run_and_save(AttackEvaluation(config), args, command, fmrs="--fmr")
     for note in result.notes:
-        print(f"{COMMAND}: note: {note}", file=sys.stderr)
+        log.warning("note: %s", note)
     out = Path(args.out).absolute()
-    print(format_table(result.results))
-    print(f"results: {out / 'results.json'}, gallery: {out / 'gallery.html'}")
+    log.info(format_table(result.results))
+    log.info(f"results: {out / 'results.json'}, gallery: {out / 'gallery.html'}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,6 +28,7 @@ perturbed at each strength, and below each its reconstruction). An existing
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,8 @@ from probes.verification import IMPOSTOR_SETS
 from .dfd.perturbation_analysis import PerturbationAnalysis, PerturbationConfig
 from .dfd.perturbation_result import format_table
 from .dfd.settings import run_and_save
+
+log = logging.getLogger(__name__)
 
 COMMAND = "decoders.perturbation"
 
@@ -55,16 +58,19 @@ def build_parser():
     cli.add_max_images(p, default=50)
     p.add_argument("--families", nargs="+", choices=list(FAMILIES), help="default: all")
     p.add_argument("--strengths", action="append", metavar="FAMILY=V1,V2,...",
-                   help="strengths of one family (repeatable); units: " + "; ".join(
+                   help="strengths of one family (repeatable; default: each family's built-in strengths); "
+                        "units: " + "; ".join(
                        f"{f.name} {f.unit}" for f in FAMILIES.values()))
     p.add_argument("--positions", nargs="+", default=list(DEFAULT_POSITIONS),
                    help="occlusion positions (eyes, left_eye, right_eye, nose, mouth, centre, random)")
     p.add_argument("--fmr", type=float, default=1e-3, help="false match rate of the verification threshold")
     p.add_argument("--threshold", type=float,
-                   help="verification threshold as a score instead of --fmr (cosine, or -L2 for euclidean backbones)")
+                   help="verification threshold as a score instead of --fmr (cosine, or -L2 for euclidean backbones; "
+                        "default: from --fmr)")
     p.add_argument("--impostors", choices=IMPOSTOR_SETS, default="auto",
                    help="impostor set for the threshold (see decoders.evaluate)")
-    p.add_argument("--max-pairs", type=int, help="seeded subset of LFW pairs for the threshold (quick runs)")
+    p.add_argument("--max-pairs", type=int,
+                   help="seeded subset of LFW pairs for the threshold (quick runs; default all)")
     p.add_argument("--pgd-steps", type=int, default=10, help="PGD iterations")
     p.add_argument("--pgd-step-size", type=float, help="default 2.5 * eps / steps")
     p.add_argument("--padding", choices=PADDINGS, default="zeros",
@@ -72,7 +78,8 @@ def build_parser():
     p.add_argument("--fill", type=float, default=0.0, help="occluder grey level in [0, 1]")
     p.add_argument("--strip-images", type=int, default=3, help="faces shown in each reconstruction strip")
     cli.add_seed(p)
-    cli.add_backbone(p, default=None, help="refuse a checkpoint not trained against this backbone")
+    cli.add_backbone(p, default=None, help="refuse a checkpoint not trained against this backbone (default: "
+                                           "the checkpoint's own)")
     cli.add_cache_dir(p, "templates and target chips")
     cli.add_runtime(p, batch_size=32)
     return p
@@ -90,8 +97,8 @@ def analyse(args, command: list[str]) -> None:
         cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device,
         progress=not args.no_progress)
     result = run_and_save(PerturbationAnalysis(config), args, command)
-    print(format_table(result.results))
-    print(f"results: {Path(args.out).absolute() / 'results.json'}")
+    log.info(format_table(result.results))
+    log.info(f"results: {Path(args.out).absolute() / 'results.json'}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

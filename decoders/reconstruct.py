@@ -26,6 +26,7 @@ complete, so a refusal or a failure midway loses nothing.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +36,8 @@ from probes.datasets import LAYOUTS
 
 from .dfd.reconstruction import Reconstruction, ReconstructionConfig
 from .dfd.settings import run_and_save
+
+log = logging.getLogger(__name__)
 
 COMMAND = "decoders.reconstruct"
 
@@ -51,8 +54,9 @@ def build_parser():
     p.add_argument("--layout", default="chip", choices=LAYOUTS,
                    help="with --images: how the images are framed (chip = already the backbone's crop)")
     cli.add_out(p)
-    p.add_argument("--max-images", type=int, help="reconstruct only the first N inputs")
-    cli.add_backbone(p, default=None, help="refuse a checkpoint that was not trained against this backbone")
+    p.add_argument("--max-images", type=int, help="reconstruct only the first N inputs (default all)")
+    cli.add_backbone(p, default=None, help="refuse a checkpoint that was not trained against this backbone "
+                                           "(default: the checkpoint's own)")
     cli.add_data_root(p)
     cli.add_cache_dir(p, "templates and target chips")
     p.add_argument("--gallery-size", type=int, default=48, help="inputs shown in the gallery")
@@ -72,8 +76,8 @@ def reconstruct(args, command: list[str]) -> None:
     out = Path(args.out).absolute()
     m = result.means
     lp = "n/a" if m["lpips"] is None else f"{m['lpips']:.4f}"
-    print(f"{len(result.names)} reconstructions in {out} ({result.summary['seconds']} s); mean identity cosine "
-          f"{m['identity_cosine']:.4f}, mean L2 {m['l2']:.4f}, mean LPIPS {lp}; gallery: {out / 'gallery.html'}")
+    log.info(f"{len(result.names)} reconstructions in {out} ({result.summary['seconds']} s); mean identity cosine "
+             f"{m['identity_cosine']:.4f}, mean L2 {m['l2']:.4f}, mean LPIPS {lp}; gallery: {out / 'gallery.html'}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

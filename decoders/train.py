@@ -13,6 +13,7 @@ CPU, nccl with ``--device cuda``).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from probes.cli import (
     add_data_root,
     add_max_images,
     add_runtime,
+    describe_defaults,
     flag_name,
     make_parser,
     run_command,
@@ -30,7 +32,9 @@ from probes.cli import (
 
 from .dfd.losses import LossConfig
 from .dfd.splits import DATASET_CHOICES
-from .dfd.training import DecoderTrainingResult, config_for_run, train_decoder
+from .dfd.training import DecoderTrainingConfig, DecoderTrainingResult, config_for_run, train_decoder
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,34 +47,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASET_CHOICES, help="default lfw")
     add_data_root(p)
     add_max_images(p, what="images of each dataset")
-    p.add_argument("--min-images-per-person", type=int)
+    p.add_argument("--min-images-per-person", type=int, help="keep people with at least this many images")
     p.add_argument("--fractions", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"), help="default 0.8 0.1 0.1")
-    p.add_argument("--split-seed", type=int)
+    p.add_argument("--split-seed", type=int, help="seed of the identity-disjoint train/val/test split")
     p.add_argument("--seed", type=int, help="weights init and data order (default 0)")
     p.add_argument("--image-size", type=int, help="decoder output side: 64, 112 (default), 128, 224 ...")
     p.add_argument("--width", type=float, help="decoder channel multiplier (default 1)")
-    p.add_argument("--norm", choices=("batch", "group", "none"))
+    p.add_argument("--norm", choices=("batch", "group", "none"), help="decoder normalisation layers")
     p.add_argument("--standardise", action="store_true", default=None,
                    help="standardise templates with the training templates' per-dimension mean and std "
                         "(default: unit templates rescaled to norm sqrt(d))")
     p.add_argument("--batch-size", type=int, help="per process (default 32)")
-    p.add_argument("--lr", type=float)
+    p.add_argument("--lr", type=float, help="peak learning rate (Adam; warmup, then cosine decay)")
     p.add_argument("--steps", type=int,
                    help="total optimisation steps (default 400: about 35 minutes of training on 2 CPU cores)")
-    p.add_argument("--time-limit-min", type=float, help="stop (and save) after this many minutes of training")
+    p.add_argument("--time-limit-min", type=float,
+                   help="stop (and save) after this many minutes of training (default: no limit)")
     g = p.add_argument_group("loss weights (0 disables a term)")
     for name in LossConfig.weight_names():
-        g.add_argument(flag_name(name), type=float, dest=name)
-    g.add_argument("--pixel-kind", choices=("l1", "l2"))
-    g.add_argument("--lpips-net", choices=("alex", "vgg"))
+        g.add_argument(flag_name(name), type=float, dest=name, help=f"weight of the {name.replace('_', ' ')} loss")
+    g.add_argument("--pixel-kind", choices=("l1", "l2"), help="pixel loss norm")
+    g.add_argument("--lpips-net", choices=("alex", "vgg"), help="LPIPS trunk of the perceptual loss")
     add_runtime(p, batch_size=None)
     add_cache_dir(p, what="templates")
-    for name in ("save-every", "keep-every", "log-every", "sample-every", "validate-every"):
-        p.add_argument("--" + name, type=int)
+    for name, what in (("save-every", "save checkpoints/latest.pt"), ("keep-every", "keep checkpoints/step_N.pt"),
+                       ("log-every", "write a log.csv row"), ("sample-every", "draw a sample grid"),
+                       ("validate-every", "score the validation images")):
+        p.add_argument("--" + name, type=int, help=f"{what} every this many steps")
     p.add_argument("--val-images", type=int, help="validation images scored in val.csv (default 128)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the run in --out")
     mode.add_argument("--overwrite", action="store_true", help="replace the results in --out")
+    describe_defaults(p, DecoderTrainingConfig().to_dict())
     return p
 
 
@@ -85,10 +93,10 @@ def train_and_report(args: argparse.Namespace) -> None:
     summary = train(args).summary
     if int(os.environ.get("RANK", "0")) == 0:
         losses = ", ".join(f"{k} {v:.4g}" for k, v in summary["last_losses"].items())
-        print(f"trained {summary['step']} steps in {summary['train_time_s']} s "
-              f"({summary['n_train']} training images); last: {losses}")
+        log.info(f"trained {summary['step']} steps in {summary['train_time_s']} s "
+                 f"({summary['n_train']} training images); last: {losses}")
         if "last_validation" in summary:
-            print("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["last_validation"].items()))
+            log.info("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["last_validation"].items()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -26,10 +27,13 @@ import numpy as np
 import pandas as pd
 
 from decoders.audit import AgingAudit, FaceSelection, load_generator
+from probes.cli import make_parser, run_command
 from probes.outputs import provenance, save_figure, write_json
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 FMR = 1e-3
 # Issue 19's targets per GAN kind: (oldest - youngest mean age, share of outputs in their group,
@@ -147,7 +151,7 @@ def curve_figure(record: dict):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = make_parser("experiments/aging_targets.py", __doc__)
     parser.add_argument("--generator", required=True, help="shipped name, run folder or checkpoint")
     parser.add_argument("--curve", action="store_true", help="measure every kept checkpoint of a run folder")
     parser.add_argument("--data-root", default=None, help="folder holding utkface/ and lfw_home/ "
@@ -155,23 +159,24 @@ def main(argv=None) -> int:
     parser.add_argument("--max-images", type=int, default=300, help="held-out faces measured (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="draw of the faces and bootstrap (default 0)")
     parser.add_argument("--out", required=True, help="JSON file to write (a figure goes beside it with --curve)")
-    args = parser.parse_args(argv)
+    return run_command(parser, lambda args: run(args, argv), argv)
+
+
+def run(args: argparse.Namespace, argv=None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.curve:
         record = curve(Path(args.generator), args, out.with_suffix(""))
         fig = curve_figure(record)
-        fig.savefig(out.with_suffix(".pdf"))
-        save_figure(fig, out.with_suffix(".png"), dpi=200)
+        save_figure(fig, out.with_suffix(".png"), dpi=200)  # and .pdf, .svg
     else:
         record = measure(args.generator, args)
         for name, check in record["targets"].items():
-            print(f"{name}: {check}")
+            log.info(f"{name}: {check}")
     record.update(command=" ".join(["python", "experiments/aging_targets.py", *(argv or sys.argv[1:])]),
                   provenance=provenance())
     write_json(out, record)
-    print(f"wrote {out}")
-    return 0
+    log.info(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from probes.expressivity.pipeline import (
     write_table,
 )
 from probes.outputs import save_figure
+
+log = logging.getLogger(__name__)
 
 ORDER = ("age", "sex", "yaw")
 
@@ -78,19 +81,19 @@ def run(args: argparse.Namespace) -> None:
             final = table[(table["layer"] == final_layer) & (table["estimator"] == est)]
             verdicts.append({"backbone": name, "layer": final_layer, "estimator": est, **ordering_verdict(final)})
     write_table(out.with_suffix(".csv"), pd.concat(tables, ignore_index=True))
-    print(f"\nDhar et al.'s final-layer ordering Age > Sex > Yaw on UTKFace (n={len(faces)}; age, sex true; "
-          f"yaw estimated by {labels['yaw'].source})")
-    print(f"{'backbone':<24}{'layer':<16}{'estimator':<10}{'age':>7}{'sex':>7}{'yaw':>7}  order            holds?")
+    log.info(f"\nDhar et al.'s final-layer ordering Age > Sex > Yaw on UTKFace (n={len(faces)}; age, sex true; "
+             f"yaw estimated by {labels['yaw'].source})")
+    log.info(f"{'backbone':<24}{'layer':<16}{'estimator':<10}{'age':>7}{'sex':>7}{'yaw':>7}  order            holds?")
     for v in verdicts:
         e = v["estimates"]
         holds = "yes (CIs apart)" if v["holds_beyond_ci"] else ("yes (point)" if v["holds_point_estimates"] else "no")
-        print(f"{v['backbone']:<24}{v['layer']:<16}{v['estimator']:<10}{e['age']:>7.3f}{e['sex']:>7.3f}"
-              f"{e['yaw']:>7.3f}  {v['observed_order']:<17}{holds}")
+        log.info(f"{v['backbone']:<24}{v['layer']:<16}{v['estimator']:<10}{e['age']:>7.3f}{e['sex']:>7.3f}"
+                 f"{e['yaw']:>7.3f}  {v['observed_order']:<17}{holds}")
     write_summary(out.with_suffix(".json"), {
         "command": "python experiments/dhar_reproduction.py " + " ".join(sys.argv[1:]),
         "n_images": len(faces), "label_sources": {a: lab.source for a, lab in labels.items()},
         "verdicts": verdicts})
-    print(f"wrote {out.with_suffix('.csv')}, {out.with_suffix('.json')} and one figure per backbone")
+    log.info(f"wrote {out.with_suffix('.csv')}, {out.with_suffix('.json')} and one figure per backbone")
 
 
 def main(argv=None) -> int:

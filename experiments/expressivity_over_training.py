@@ -22,6 +22,7 @@ final estimates with CIs and whether the rise or fall is beyond them).
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -29,6 +30,8 @@ from pathlib import Path
 from probes.cli import add_data_root, add_seed, make_parser, run_command
 from probes.errors import FaceprobeError
 from probes.expressivity.training_study import OUTPUT_FILES, OverTrainingConfig, OverTrainingStudy
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,15 +83,15 @@ def run(args: argparse.Namespace, argv=None) -> None:
     result = OverTrainingStudy(config).run(run_dir)
     command = "python experiments/expressivity_over_training.py " + " ".join(sys.argv[1:] if argv is None else argv)
     result.save(out, command=command, settings=vars(args))
-    print(f"\n{result.embedding_layer}: estimate [CI] at step 0 / peak / final")
+    log.info(f"\n{result.embedding_layer}: estimate [CI] at step 0 / peak / final")
     for t in result.trend():
         verdict = ("rises" if t["rises_beyond_ci"] else "") + \
                   (" falls from peak" if t["falls_from_peak_beyond_ci"] else "")
-        print(f"  {t['eval_set']:<12}{t['attribute']:<9}{t['step0']} / step {t['peak_step']} {t['peak']} / "
-              f"{t['final']}  {verdict.strip() or 'no change beyond CIs'}")
+        log.info(f"  {t['eval_set']:<12}{t['attribute']:<9}{t['step0']} / step {t['peak_step']} {t['peak']} / "
+                 f"{t['final']}  {verdict.strip() or 'no change beyond CIs'}")
     rounded = {k: round(v, 1) for k, v in result.timings.items()}
-    print(f"timings (s): {rounded}")
-    print(f"wrote {out}/results.csv, results.json and the figures")
+    log.info(f"timings (s): {rounded}")
+    log.info(f"wrote {out}/results.csv, results.json and the figures")
 
 
 def main(argv=None) -> int:

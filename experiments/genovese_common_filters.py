@@ -33,18 +33,20 @@ seed, lfw: +1, pretrain: +2) so no two start from the same weights. The study it
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-
-import torch
 
 from decoders.aging.common_filters import CommonFiltersConfig, CommonFiltersStudy
 from decoders.aging.common_filters import load_fixed_group_generator as load_generator  # noqa: F401 (old spec)
 from decoders.aging.ipcgan import IPCGANConfig
 from decoders.aging.training import parse_overrides
+from probes.cli import make_parser, run_command
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = make_parser("experiments/genovese_common_filters.py", __doc__)
     p.add_argument("--out", default="runs/genovese")
     p.add_argument("--data-root", default=None, help="folder holding utkface/ and lfw_home/ (default $FACEPROBE_DATA)")
     p.add_argument("--aging-run", default=None,
@@ -82,15 +84,15 @@ def study_config(args: argparse.Namespace) -> CommonFiltersConfig:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return run_command(build_parser(), run, argv)
+
+
+def run(args: argparse.Namespace) -> None:
     result = CommonFiltersStudy(study_config(args)).run(args.out)
     result.command = "python experiments/genovese_common_filters.py " + " ".join(sys.argv[1:])
     result.save(args.out)
-    print("\n".join(result.comparison_lines()))
-    print(result.markdown())
-    return 0
+    log.info("\n".join(result.comparison_lines()))
+    log.info(result.markdown())
 
 
 if __name__ == "__main__":

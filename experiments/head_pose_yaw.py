@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from itertools import pairwise
@@ -25,6 +26,8 @@ from probes.datasets import load_utkface
 from probes.labellers import create_labeller
 from probes.labellers.evaluation import PoseDistribution, label_dataset, mirror_consistency, pose_distribution
 from probes.outputs import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 TARGET_MIRROR = 3.0
 PERCENTILES = [1, 5, 10, 25, 50, 75, 90, 95, 99]
@@ -53,19 +56,20 @@ def text_histogram(counts, edges, width: int = 40) -> list[str]:
 
 def report(args: argparse.Namespace, n: int, mirror: dict, distribution: PoseDistribution, seconds: float) -> None:
     passed = mirror["mean_abs_yaw_plus_mirrored"] < TARGET_MIRROR
-    print(f"\n{args.labeller} on UTKFace (seed {args.seed}, layout {args.layout!r}), {seconds:.1f} s")
-    print(f"mirror check on {mirror['n']} faces: mean |yaw + yaw_mirrored| = "
-          f"{mirror['mean_abs_yaw_plus_mirrored']:.2f} deg "
-          f"(median {mirror['median_abs_yaw_plus_mirrored']:.2f}, max {mirror['max_abs_yaw_plus_mirrored']:.2f}; "
-          f"target < {TARGET_MIRROR}: {'PASS' if passed else 'FAIL'}); "
-          f"pitch |diff| {mirror['mean_abs_pitch_diff']:.2f}, roll |sum| {mirror['mean_abs_roll_plus_mirrored']:.2f}")
-    print(f"\nestimated pose of {n} faces (degrees); percentiles:")
-    print(f"{'':>6}" + "".join(f"{'p' + str(p):>8}" for p in PERCENTILES))
+    log.info(f"\n{args.labeller} on UTKFace (seed {args.seed}, layout {args.layout!r}), {seconds:.1f} s")
+    log.info(f"mirror check on {mirror['n']} faces: mean |yaw + yaw_mirrored| = "
+             f"{mirror['mean_abs_yaw_plus_mirrored']:.2f} deg "
+             f"(median {mirror['median_abs_yaw_plus_mirrored']:.2f}, max {mirror['max_abs_yaw_plus_mirrored']:.2f}; "
+             f"target < {TARGET_MIRROR}: {'PASS' if passed else 'FAIL'}); "
+             f"pitch |diff| {mirror['mean_abs_pitch_diff']:.2f}, "
+             f"roll |sum| {mirror['mean_abs_roll_plus_mirrored']:.2f}")
+    log.info(f"\nestimated pose of {n} faces (degrees); percentiles:")
+    log.info(f"{'':>6}" + "".join(f"{'p' + str(p):>8}" for p in PERCENTILES))
     for key in ("yaw", "pitch", "roll"):
-        print(f"{key:>6}" + "".join(f"{v:>8.1f}" for v in distribution.percentiles[key].values()))
-    print("\nyaw histogram (10-degree bins):")
-    print("\n".join(text_histogram(distribution.yaw_counts, YAW_EDGES)))
-    print("shares: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in distribution.abs_yaw_shares.items()))
+        log.info(f"{key:>6}" + "".join(f"{v:>8.1f}" for v in distribution.percentiles[key].values()))
+    log.info("\nyaw histogram (10-degree bins):")
+    log.info("\n".join(text_histogram(distribution.yaw_counts, YAW_EDGES)))
+    log.info("shares: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in distribution.abs_yaw_shares.items()))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -97,7 +101,7 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, lambda handle: handle.write(json.dumps(result, indent=2).encode()))
-    print(f"wrote {out}")
+    log.info(f"wrote {out}")
 
 
 def main(argv=None) -> int:

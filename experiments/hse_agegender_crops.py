@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from probes.datasets import load_utkface, subsample_indices
 from probes.geometry import images_to_tensor
 from probes.labellers.hse import AGE_READOUTS, HSEAgeGenderLabeller
 from probes.outputs import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 EDGE_PAD = 1.0  # edge padding adds this many image sides on each border
 
@@ -119,18 +122,18 @@ def run(args: argparse.Namespace) -> None:
         row = {"crop": name, "pad": pad, "box": [round(c, 4) for c in crop]}
         rows.append({**row, **score_crop(labeller, images, crop, pad, age, sex)})
 
-    print(f"{len(tune)} tuning crops (seed {args.seed}) outside the {args.eval_n}-crop evaluation draw")
-    print(f"{'crop':26s} {'pad':6s} {'MAE top2':>9s} {'MAE exp':>8s} {'sex':>6s}")
+    log.info(f"{len(tune)} tuning crops (seed {args.seed}) outside the {args.eval_n}-crop evaluation draw")
+    log.info(f"{'crop':26s} {'pad':6s} {'MAE top2':>9s} {'MAE exp':>8s} {'sex':>6s}")
     for r in rows:
-        print(f"{r['crop']:26s} {r['pad']:6s} {r['age_mae_top2']:9.3f} {r['age_mae_expected']:8.3f} "
-              f"{100 * r['sex_accuracy']:5.1f}%")
+        log.info(f"{r['crop']:26s} {r['pad']:6s} {r['age_mae_top2']:9.3f} {r['age_mae_expected']:8.3f} "
+                 f"{100 * r['sex_accuracy']:5.1f}%")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     command = "python experiments/hse_agegender_crops.py " + " ".join(sys.argv[1:])
     record = {"command": command, "n_tune": len(tune), "seed": args.seed, "weights_id": labeller.weights_id,
               "rows": rows}
     atomic_write_bytes(out, lambda handle: handle.write(json.dumps(record, indent=2).encode()))
-    print(f"written: {out}")
+    log.info(f"written: {out}")
 
 
 def main(argv=None) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ from probes.cli import add_data_root, make_parser, run_command
 from probes.datasets import LFWPairs, load_lfw_pairs
 from probes.outputs import atomic_write_bytes, provenance
 from probes.verification import pair_scores, ten_fold_accuracy
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,12 +62,12 @@ def evaluate(pairs: LFWPairs, name: str, weights: str | None, aligns: list[str],
 
 
 def report(pairs: LFWPairs, rows: list[dict]) -> None:
-    print(f"\nLFW official 10-fold protocol ({len(pairs)} pairs, {len(pairs.unique_paths())} images; "
-          "shared copy is grayscale)")
-    print(f"{'backbone':<24} {'align':<10} {'accuracy':>18} {'AUC':>8} {'dim':>5}")
+    log.info(f"\nLFW official 10-fold protocol ({len(pairs)} pairs, {len(pairs.unique_paths())} images; "
+             "shared copy is grayscale)")
+    log.info(f"{'backbone':<24} {'align':<10} {'accuracy':>18} {'AUC':>8} {'dim':>5}")
     for r in rows:
         acc = f"{100 * r['accuracy']:.2f} +- {100 * r['std']:.2f}%"
-        print(f"{r['backbone']:<24} {r['align']:<10} {acc:>18} {r['auc']:>8.4f} {r['embedding_size']:>5}")
+        log.info(f"{r['backbone']:<24} {r['align']:<10} {acc:>18} {r['auc']:>8.4f} {r['embedding_size']:>5}")
 
 
 def main(argv=None) -> int:
@@ -79,7 +82,7 @@ def main(argv=None) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out, lambda handle: handle.write(json.dumps(record, indent=2).encode()))
-        print(f"wrote {out}")
+        log.info(f"wrote {out}")
 
     return run_command(build_parser(), run, argv)
 

@@ -12,13 +12,15 @@ module is not registered in ``decoders.aging.models.MODELS`` is skipped with a n
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
-import torch
-
 from decoders.aging.models import MODELS
 from decoders.aging.training import config_for_run, train_aging_gan
+from probes.cli import make_parser, run_command
+
+log = logging.getLogger(__name__)
 
 # CPU settings per GAN beyond the library's defaults (steps is a ceiling; the time limit decides):
 # (run settings, GAN settings).
@@ -30,7 +32,7 @@ MODEL_SETTINGS = {
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = make_parser("experiments/train_aging_gans.py", __doc__)
     parser.add_argument("--data-root", default=None, help="folder holding utkface/ (default $FACEPROBE_DATA)")
     parser.add_argument("--out", default="runs/aging")
     parser.add_argument("--models", nargs="+", default=["ipcgan", "agecgan"])
@@ -38,12 +40,14 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--resume", action="store_true", help="continue earlier runs in --out")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    return run_command(parser, run, argv)
+
+
+def run(args: argparse.Namespace) -> None:
     done = {}
     for model in args.models:
         if model not in MODELS:
-            print(f"{model}: not registered in decoders.aging.models.MODELS yet; skipped")
+            log.info(f"{model}: not registered in decoders.aging.models.MODELS yet; skipped")
             continue
         out = Path(args.out) / model
         settings, overrides = MODEL_SETTINGS.get(model, ({}, {}))
@@ -52,11 +56,10 @@ def main(argv=None) -> int:
         summary = train_aging_gan(config, out, resume=args.resume, data_root=args.data_root,
                                   device=args.device).summary
         done[model] = summary
-        print(f"{model}: {summary['step']} steps in {summary['train_time_s']} s; "
-              f"checkpoint {summary['checkpoint']}; samples {summary['last_sample_grid']}")
+        log.info(f"{model}: {summary['step']} steps in {summary['train_time_s']} s; "
+                 f"checkpoint {summary['checkpoint']}; samples {summary['last_sample_grid']}")
     for summary in done.values():
-        print(f"load with: decoders.aging.models.load_aging_model({str(Path(summary['checkpoint']))!r})")
-    return 0
+        log.info(f"load with: decoders.aging.models.load_aging_model({str(Path(summary['checkpoint']))!r})")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ from probes.datasets import FaceDataset, load_utkface
 from probes.labellers import create_labeller
 from probes.labellers.evaluation import label_dataset, score_age_sex
 from probes.outputs import atomic_write_bytes, provenance
+
+log = logging.getLogger(__name__)
 
 TARGETS = {"faceapi-agegender": (5.0, 0.90), "hse-agegender": (5.5, 0.85)}
 
@@ -54,19 +57,19 @@ def evaluate(name: str, dataset: FaceDataset, layout: str) -> dict:
 
 
 def report(args: argparse.Namespace, n: int, results: list[dict]) -> None:
-    print(f"\nUTKFace crops: n={n} (seed {args.seed}, layout {args.layout!r})")
+    log.info(f"\nUTKFace crops: n={n} (seed {args.seed}, layout {args.layout!r})")
     names = [r["labeller"] for r in results]
-    print(f"{'group':<14}{'n':>6}" + "".join(f"{n + ' MAE':>24}{'sex acc':>9}" for n in names))
+    log.info(f"{'group':<14}{'n':>6}" + "".join(f"{n + ' MAE':>24}{'sex acc':>9}" for n in names))
     for i, row in enumerate(results[0]["groups"]):
         cells = "".join(f"{r['groups'][i]['age_mae']:>24.2f}{100 * r['groups'][i]['sex_acc']:>8.1f}%" for r in results)
-        print(f"{row['group']:<14}{row['n']:>6}{cells}")
+        log.info(f"{row['group']:<14}{row['n']:>6}{cells}")
     for r in results:
         m, t = r["metrics"], r["target"]
         (mae_lo, mae_hi), (acc_lo, acc_hi) = m["age_mae_ci95"], m["sex_accuracy_ci95"]
-        print(f"{r['labeller']}: age MAE {m['age_mae']:.2f} [95% CI {mae_lo:.2f}-{mae_hi:.2f}] (target <= "
-              f"{t['age_mae_max']}), sex accuracy {100 * m['sex_accuracy']:.1f}% [{100 * acc_lo:.1f}-"
-              f"{100 * acc_hi:.1f}%] (target >= {100 * t['sex_accuracy_min']:.0f}%), sex AUC "
-              f"{m['sex_auc']:.4f}: {'PASS' if t['passed'] else 'FAIL'}")
+        log.info(f"{r['labeller']}: age MAE {m['age_mae']:.2f} [95% CI {mae_lo:.2f}-{mae_hi:.2f}] (target <= "
+                 f"{t['age_mae_max']}), sex accuracy {100 * m['sex_accuracy']:.1f}% [{100 * acc_lo:.1f}-"
+                 f"{100 * acc_hi:.1f}%] (target >= {100 * t['sex_accuracy_min']:.0f}%), sex AUC "
+                 f"{m['sex_auc']:.4f}: {'PASS' if t['passed'] else 'FAIL'}")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, lambda handle: handle.write(json.dumps(record, indent=2).encode()))
-    print(f"wrote {out}")
+    log.info(f"wrote {out}")
 
 
 def main(argv=None) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,8 @@ from probes.quick import (
     face_finders,
     measure_thresholds,
 )
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BACKBONES = ("dlib-resnet29", "hse-mobilenet-vggface2", "mobileface")
 SELECT = "centre"
@@ -114,7 +117,7 @@ def measure(args: argparse.Namespace, command: str) -> dict:
             templates[name].append(net.embed(chips, "chip", batch_size=args.batch_size))
             seconds[f"{name}_s"] += time.time() - t0
         done = min(lo + args.batch_size, len(paths))
-        print(f"{done}/{len(paths)} images, {len(missing)} without a face, {time.time() - start:.0f} s", flush=True)
+        log.info(f"{done}/{len(paths)} images, {len(missing)} without a face, {time.time() - start:.0f} s")
     kept_ids = np.asarray(kept_ids, dtype=str)
     alignment = (f"probes.align: TinyFaceDetector ({SELECT} face), 68 landmarks, five-point similarity onto the "
                  "backbone's template (as probes.embed; probes.embed picks the largest face by default)")
@@ -124,8 +127,8 @@ def measure(args: argparse.Namespace, command: str) -> dict:
         out[name] = {**backbone_record(net), **record, "dataset": about["dataset"], "alignment": alignment,
                      "n_faces_missed": len(missing), "seconds": round(seconds[f"{name}_s"], 1)}
         for key, r in record["at_fmr"].items():
-            print(f"{name:<24} FMR {key:<7} threshold {r['threshold']:+.4f}  realised FMR {r['realised_fmr']:.2e}  "
-                  f"TMR {r['genuine_accept_rate']:.4f}  ({record['n_impostors']:,} impostor pairs)")
+            log.info(f"{name:<24} FMR {key:<7} threshold {r['threshold']:+.4f}  realised FMR {r['realised_fmr']:.2e}  "
+                     f"TMR {r['genuine_accept_rate']:.4f}  ({record['n_impostors']:,} impostor pairs)")
     return {"format": THRESHOLDS_FORMAT, "command": command,
             **about, "faces_missed": missing, "detect_s": round(seconds["detect_s"], 1),
             "impostors": "every unordered pair of subset images of different people (cross-identity)",
@@ -136,7 +139,7 @@ def measure(args: argparse.Namespace, command: str) -> dict:
 def write_json(path: Path, table: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, lambda handle: handle.write((json.dumps(table, indent=1) + "\n").encode()))
-    print(f"wrote {path}")
+    log.info(f"wrote {path}")
 
 
 def pin(table: dict) -> None:

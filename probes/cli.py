@@ -5,7 +5,14 @@ so a flag means the same thing everywhere:
 
 ``--data-root`` folder of the shared face data (default ``$FACEPROBE_DATA``), ``--out`` output
 folder, ``--overwrite``, ``--max-images``, ``--backbone``/``--weights``, ``--device``,
-``--threads``, ``--batch-size``, ``--seed``, ``--cache-dir``, ``--no-progress``.
+``--threads``, ``--batch-size``, ``--seed``, ``--cache-dir``, ``--no-progress``; and on every command
+``--quiet``/``--verbose``.
+
+Commands report through :mod:`logging` (loggers under ``probes``, ``decoders`` and the running script's
+``__main__``), configured by :func:`configure_logging`: information on stdout as plain lines (the
+command's report: tables, what was written where), warnings and errors on stderr as
+``PROG: warning: ...`` / ``PROG: error: ...``. ``--quiet`` keeps only warnings and errors (and turns off
+progress bars), ``--verbose`` adds debug messages.
 
 Exit codes (:func:`run_command`): 0 success, 2 a usage error (argparse's own, or a
 :class:`~probes.errors.FaceprobeError` naming the input at fault), 1 a failure while running
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -30,8 +38,10 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends "(default: X)" to an option's help only when there is a default to tell and the help text
-    does not already name one (argparse's own formatter prints "(default: None)" for every unset option)."""
+    """Appends "(default: X)" to an option's help when there is a default to tell and the help text does
+    not already name one (argparse's own formatter prints "(default: None)" for every unset option: an
+    option whose default is None says in its help what not giving it means, see
+    :func:`options_without_default`)."""
 
     def _get_help_string(self, action):
         text = action.help or ""
@@ -42,9 +52,55 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def make_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
-    """A parser with the shared help formatter; ``description`` is the command module's docstring."""
+    """A parser with the shared help formatter and ``--quiet``/``--verbose``; ``description`` is the
+    command module's docstring."""
     first = (description or "").strip().split("\n\n")[0]
-    return argparse.ArgumentParser(prog=prog, description=first, formatter_class=DefaultsHelpFormatter)
+    parser = CommandParser(prog=prog, description=first)
+    add_verbosity(parser)
+    return parser
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` with the shared help formatter, which its sub-command parsers inherit."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def add_verbosity(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--quiet", "-q", action="store_true",
+                       help="report only warnings and errors, no progress bars (default: report progress and results)")
+    group.add_argument("--verbose", "-v", action="store_true", help="also report debug messages (default: off)")
+
+
+def describe_defaults(p: argparse.ArgumentParser, defaults: Mapping[str, object]) -> None:
+    """Add "(default: X)" from ``defaults`` (a config's field values) to the help of every option whose
+    parser default is None because "not given" must stay distinguishable (e.g. a resumed run keeps its own)."""
+    for action in p._actions:
+        if action.option_strings and action.default is None and defaults.get(action.dest) is not None \
+                and "default" not in (action.help or "").lower():
+            value = defaults[action.dest]
+            shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+            action.help = ((action.help + " ") if action.help else "") + f"(default: {shown})"
+
+
+def options_without_default(p: argparse.ArgumentParser) -> list[str]:
+    """The optional, valued options of ``p`` (and its sub-commands) whose help shows no default: what
+    the help test keeps empty."""
+    missing = []
+    one_of = {a for group in p._mutually_exclusive_groups if group.required for a in group._group_actions}
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                missing += options_without_default(sub)
+            continue
+        if not action.option_strings or action.required or action.nargs == 0 or action in one_of:
+            continue
+        if "default" not in p._get_formatter()._get_help_string(action).lower():
+            missing.append(f"{p.prog} {action.option_strings[0]}")
+    return missing
 
 
 # --------------------------------------------------------------------------- shared options
@@ -55,9 +111,13 @@ def add_data_root(p: argparse.ArgumentParser) -> None:
                    help="folder of the shared face data, holding lfw_home/ and utkface/ (default $FACEPROBE_DATA)")
 
 
-def add_out(p: argparse.ArgumentParser, required: bool = True, default: str | None = None) -> None:
+def add_out(p: argparse.ArgumentParser, required: bool = True, default: str | None = None,
+            default_text: str | None = None) -> None:
+    """``--out`` and ``--overwrite``; ``default_text`` says where an optional ``--out`` without a fixed
+    default goes."""
+    shown = default or default_text
     p.add_argument("--out", required=required and default is None, default=default,
-                   help="output folder" + (f" (default {default})" if default else ""))
+                   help="output folder" + (f" (default {shown})" if shown else ""))
     p.add_argument("--overwrite", action="store_true",
                    help="replace results already in --out (kept until the new ones are complete)")
 
@@ -77,7 +137,8 @@ def add_backbone(p: argparse.ArgumentParser, default: str | None = "dlib-resnet2
                    help=help or BACKBONE_HELP)
     p.add_argument("--weights", default=None,
                    help="weight file for --backbone (required for networks whose weights you bring; for "
-                        "module:function, a PyTorch state dict loaded into its module)")
+                        "module:function, a PyTorch state dict loaded into its module; default: the backbone's "
+                        "own weights)")
 
 
 def add_runtime(p: argparse.ArgumentParser, batch_size: int | None = 64) -> None:
@@ -177,26 +238,87 @@ def apply_runtime(args: argparse.Namespace) -> None:
             raise FaceprobeError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
 
 
+LOGGERS = ("probes", "decoders", "experiments", "benchmarks", "__main__")
+
+
+class _CurrentStream(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stdout``/``sys.stderr`` is when a message is emitted (so a
+    redirected stream, e.g. pytest's capture, receives it)."""
+
+    def __init__(self, name: str):
+        self._stream_name = name
+        super().__init__()
+
+    @property
+    def stream(self):
+        return getattr(sys, self._stream_name)
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ assigns one; the current stream is used instead
+        pass
+
+
+class _Format(logging.Formatter):
+    def __init__(self, prog: str):
+        super().__init__()
+        self.prog = prog
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            return f"{self.prog}: {record.levelname.lower()}: {message}"
+        return message
+
+
+_handlers: list[logging.Handler] = []
+
+
+def configure_logging(prog: str, quiet: bool = False, verbose: bool = False) -> None:
+    """Report through :mod:`logging`: INFO/DEBUG lines on stdout as they are, warnings and errors on
+    stderr as ``PROG: warning: ...``; ``quiet`` keeps warnings and errors only, ``verbose`` adds DEBUG.
+    Calling it again replaces the handlers it added before."""
+    root = logging.getLogger()
+    for handler in _handlers:
+        root.removeHandler(handler)
+    _handlers.clear()
+    out, err = _CurrentStream("stdout"), _CurrentStream("stderr")
+    out.addFilter(lambda record: record.levelno < logging.WARNING)
+    err.setLevel(logging.WARNING)
+    for handler in (out, err):
+        handler.setFormatter(_Format(prog))
+        root.addHandler(handler)
+        _handlers.append(handler)
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
 def run_command(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], object],
                 argv: Sequence[str] | None = None, name: str | None = None) -> int:
-    """Parse ``argv``, apply the runtime options, call ``run(args)``; map errors to exit codes.
+    """Parse ``argv``, configure logging (``--quiet``/``--verbose``), apply the runtime options, call
+    ``run(args)``; map errors to exit codes.
 
-    A :class:`FaceprobeError` prints one line ``PROG: error: ...`` on stderr, as argparse does for its
+    A :class:`FaceprobeError` logs one line ``PROG: error: ...`` on stderr, as argparse does for its
     own usage errors (``name`` overrides the parser's prog), with no traceback, and returns 2; a
     :class:`RunFailure` returns 1.
     """
     args = parser.parse_args(argv)
-    prefix = f"{name or parser.prog}: error:"
+    prog = name or parser.prog
+    quiet = bool(getattr(args, "quiet", False))
+    configure_logging(prog, quiet, bool(getattr(args, "verbose", False)))
+    if quiet and hasattr(args, "no_progress"):
+        args.no_progress = True
+    log = logging.getLogger("probes.cli")
     try:
         apply_runtime(args)
         run(args)
     except RunFailure as exc:
-        print(f"{prefix} {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return EXIT_FAILURE
     except FaceprobeError as exc:
-        print(f"{prefix} {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        log.error("interrupted")
         return EXIT_INTERRUPTED
     return EXIT_OK

@@ -121,26 +121,19 @@ def five_points(landmarks68: np.ndarray) -> np.ndarray:
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """2 x 3 matrix of the similarity that best maps ``src`` points onto ``dst`` (least squares)."""
+    """2 x 3 matrix of the similarity that best maps ``src`` points onto ``dst`` (least squares; Umeyama's
+    fit, by scikit-image's :class:`~skimage.transform.SimilarityTransform`: a rotation, never a reflection)."""
+    from skimage.transform import SimilarityTransform
+
     src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
         raise ValueError(f"need two K x 2 point sets of one shape (K >= 2), got {src.shape} and {dst.shape}")
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    var_s = (s ** 2).sum() / len(s)
-    if var_s < 1e-12:
+    if ((src - src.mean(0)) ** 2).sum() / len(src) < 1e-12:
         raise ValueError("source points coincide: no transform is defined")
-    cov = d.T @ s / len(s)
-    u, sigma, vt = np.linalg.svd(cov)
-    flip = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        flip[1, 1] = -1  # keep a rotation, never a reflection
-    rotation = u @ flip @ vt
-    scale = np.trace(np.diag(sigma) @ flip) / var_s
-    matrix = np.zeros((2, 3))
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = mu_d - scale * rotation @ mu_s
-    return matrix
+    fit = SimilarityTransform.from_estimate(src, dst)
+    if not fit:
+        raise ValueError(f"no similarity transform fits these points: {fit}")
+    return np.array(fit.params[:2], np.float64)
 
 
 def warp_affine(images: torch.Tensor, matrices: np.ndarray, size: tuple[int, int]) -> torch.Tensor:

@@ -225,12 +225,64 @@ def json_records(frame) -> list[dict]:
     return json_ready(frame.to_dict(orient="records"))
 
 
-def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
-    """Write a matplotlib figure to ``path`` as a PNG, atomically, and close it."""
+# A journal's single column (89 mm) and full page width (183 mm), in inches; the smallest text at that size.
+COLUMN_WIDTHS_IN = {"single": 3.5, "double": 7.2}
+MIN_FONT_PT, MAX_FONT_PT = 7.0, 9.0
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+def figure_texts(fig) -> list:
+    """Every visible, non-empty text of ``fig`` (titles, labels, tick labels, legends, annotations), as drawn."""
+    from matplotlib.text import Text
+
+    fig.draw_without_rendering()  # tick labels exist only once drawn
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()
+            and (t.axes is None or t.axes.get_visible())]
+
+
+def print_ready(fig, width: str | None = None) -> None:
+    """Make ``fig`` fit a journal column as it will be saved: its width becomes a single column (3.5 in) when
+    it is that narrow or narrower, else the page width (7.2 in), its height scaling with it (never below
+    0.45 x the width, nor above its own); every text is set between 7 and 9 pt; the layout is redone."""
+    import warnings
+
+    w, h = fig.get_size_inches()
+    width = width or ("single" if w <= COLUMN_WIDTHS_IN["single"] * 1.1 else "double")
+    target = COLUMN_WIDTHS_IN[width]
+    if abs(w - target) > 1e-3:
+        fig.set_size_inches(target, min(h, max(h * target / w, 0.45 * target)), forward=False)
+    for ax in fig.axes:
+        ax.tick_params(labelsize=MIN_FONT_PT + 0.5)
+    for text in figure_texts(fig):
+        text.set_fontsize(min(max(text.get_fontsize(), MIN_FONT_PT), MAX_FONT_PT))
+    if fig.get_layout_engine() is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "tight_layout not applied" for a figure it cannot fit
+            fig.tight_layout()
+
+
+def save_figure(fig, path: str | Path, dpi: int = 300, width: str | None = None,
+                formats: tuple[str, ...] = FIGURE_FORMATS) -> list[Path]:
+    """Write a matplotlib figure, made :func:`print_ready` (a journal column's width, text >= 7 pt), as
+    ``path`` (a PNG at ``dpi``) and beside it as PDF and SVG (vector, fonts as text), each atomically;
+    close it and return the paths written."""
     import matplotlib.pyplot as plt  # heavy: imported only once a figure exists
 
+    path = Path(path)
+    written = []
     try:
-        atomic_write_bytes(Path(path), lambda handle: fig.savefig(handle, format="png", dpi=dpi))
+        print_ready(fig, width)
+        # Text stays text: TrueType in the PDF, <text> in the SVG (editable, searchable).
+        with plt.rc_context({"pdf.fonttype": 42, "svg.fonttype": "none", "svg.hashsalt": "faceprobe"}):
+            for fmt in formats:
+                target = path.with_suffix(f".{fmt}")
+                atomic_write_bytes(target, lambda handle, f=fmt: fig.savefig(handle, format=f, dpi=dpi,
+                                                                            metadata=_FIXED_METADATA[f]))
+                written.append(target)
     finally:
         plt.close(fig)
+    return written
 
+
+# No creation date or tool version in the vector files, so figures of the same numbers are the same files.
+_FIXED_METADATA = {"pdf": {"CreationDate": None, "Producer": None}, "svg": {"Date": None}, "png": None}

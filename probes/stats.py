@@ -43,13 +43,13 @@ def bootstrap_mean(values, n_boot: int = 1000, confidence: float = 0.95,
     if n == 1 or n_boot <= 0:
         return mean, float("nan"), float("nan"), n
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    means = np.empty(n_boot)
-    chunk = max(1, 2_000_000 // n)  # bounded memory for large n
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        means[start:stop] = v[rng.integers(0, n, (stop - start, n))].mean(1)
-    alpha = (1 - confidence) / 2
-    return mean, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), n
+    from scipy.stats import bootstrap
+
+    # scipy's percentile bootstrap, resampling in batches of at most 2e6 values (bounded memory for large n).
+    interval = bootstrap((v,), np.mean, n_resamples=n_boot, batch=max(1, 2_000_000 // n),
+                                     confidence_level=confidence, method="percentile", vectorized=True,
+                                     rng=rng).confidence_interval
+    return mean, float(interval.low), float(interval.high), n
 
 
 def rate(successes, confidence: float = 0.95) -> tuple[float, float, float, int, int]:
@@ -94,6 +94,9 @@ def cluster_bootstrap_mean(values, clusters, n_boot: int = 2000, confidence: flo
     few people supply many of the values. The estimate is the plain mean of all values (each
     replicate re-weights clusters by how often they were drawn). Works for rates too: pass 0/1
     values. Non-finite values are left out; one cluster gives a NaN interval.
+
+    Written here rather than with ``scipy.stats.bootstrap``, which resamples single observations: a
+    replicate here draws clusters and weighs each cluster's sum and count by its draws (a ratio of sums).
     """
     v = np.asarray(values, np.float64).reshape(-1)
     c = np.asarray(clusters).reshape(-1)

@@ -96,6 +96,12 @@ def threshold_at_fmr(impostor_scores: np.ndarray, fmr: float) -> float:
 
     With n impostor scores the smallest reachable FMR is 1/n; asking for less
     raises, since the threshold would then be an extrapolation.
+
+    The exact-count rule is kept rather than ``sklearn.metrics.roc_curve``: roc_curve needs genuine scores
+    too, and its thresholds are observed scores, so picking its largest FPR <= ``fmr`` accepts the same
+    impostors (tests/test_library_equivalence.py checks this) but gives a threshold equal to an accepted
+    score, not the smallest threshold with at most ``floor(fmr * n)`` impostors at or above it, which the
+    pinned thresholds (probes/verification_thresholds.json) are.
     """
     imp = np.sort(np.asarray(impostor_scores, np.float64))
     if not 0 < fmr < 1:

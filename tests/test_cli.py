@@ -41,3 +41,68 @@ def test_every_command_module_has_a_script():
     commands |= {"decoders.train", "decoders.reconstruct", "decoders.evaluate", "decoders.perturbation",
                  "decoders.aging.train", "decoders.aging.ship"}
     assert commands <= targets
+
+
+def _parser_of(script: str, monkeypatch):
+    """The parser a console script builds (caught at parse time, before anything runs)."""
+    import argparse
+
+    built = []
+
+    def catch(self, args=None, namespace=None):
+        built.append(self)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", catch)
+    with pytest.raises(SystemExit):
+        _main(SCRIPTS[script])([])
+    return built[0]
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_every_option_states_its_default_and_every_command_has_quiet_and_verbose(script, monkeypatch):
+    from probes.cli import options_without_default
+
+    parser = _parser_of(script, monkeypatch)
+    assert options_without_default(parser) == []
+    flags = {s for a in parser._actions for s in a.option_strings}
+    assert {"--quiet", "--verbose"} <= flags
+
+
+def test_options_without_default_finds_an_option_that_does_not_say_it():
+    from probes.cli import describe_defaults, make_parser, options_without_default
+
+    p = make_parser("x", None)
+    p.add_argument("--given", type=int, default=3, help="shown by the formatter")
+    p.add_argument("--unset", type=int, help="says nothing")
+    p.add_argument("--from-config", type=float, help="a setting")
+    p.add_argument("--flag", action="store_true", help="a switch")
+    assert options_without_default(p) == ["x --unset", "x --from-config"]
+    describe_defaults(p, {"from_config": 0.5, "unset": None})
+    assert options_without_default(p) == ["x --unset"]
+    assert "(default: 0.5)" in " ".join(p.format_help().split())
+
+
+def test_logging_reports_on_stdout_errors_on_stderr_and_quiet_keeps_only_warnings(capsys):
+    import logging
+
+    from probes.cli import EXIT_USAGE, make_parser, run_command
+    from probes.errors import FaceprobeError
+
+    def run(args):
+        logging.getLogger("probes.some_command").info("wrote results")
+        logging.getLogger("decoders.other").debug("a detail")
+        logging.getLogger("probes.some_command").warning("a caveat")
+        if args.fail:
+            raise FaceprobeError("--fail was given")
+
+    p = make_parser("prog", None)
+    p.add_argument("--fail", action="store_true")
+    assert run_command(p, run, []) == 0
+    out, err = capsys.readouterr()
+    assert out == "wrote results\n" and err == "prog: warning: a caveat\n"
+    assert run_command(p, run, ["--verbose"]) == 0
+    assert capsys.readouterr().out == "wrote results\na detail\n"
+    assert run_command(p, run, ["--quiet", "--fail"]) == EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert out == "" and err == "prog: warning: a caveat\nprog: error: --fail was given\n"

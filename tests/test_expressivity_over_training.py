@@ -67,6 +67,9 @@ def test_over_training_table_has_one_row_per_step_layer_attribute(faces):
     assert sum(ax.get_visible() for ax in fig.axes) == 2  # one panel per layer
     fig = plot_expressivity_over_training(table, layer="embedding", normalise=True)
     assert sum(ax.get_visible() for ax in fig.axes) == 1
+    # A fraction of the peak: no curve or band above 1 on the normalised axis.
+    assert max(line.get_ydata().max() for line in fig.axes[0].lines) == pytest.approx(1.0)
+    assert fig.axes[0].get_ylim()[1] <= 1.05 and not fig.axes[0].collections
     with pytest.raises(ValueError, match="no rows for layer"):
         plot_expressivity_over_training(table, layer="stage9")
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from figure_checks import assert_print_ready
 from PIL import Image
 from torch import nn
 
@@ -337,7 +338,9 @@ def test_cli_writes_results_and_refuses_to_overwrite(fake_module, tmp_path, caps
                                         "matched_mean", "frac_above", "chance_mean", "chance_lo", "chance_hi",
                                         "chance_frac", "cka", "cka_chance"]
     assert "verdict" in table.columns and len(table) == 3 and (table.matched_mean < 0.99).all()
-    assert {p.name for p in out.iterdir()} == {"filters.csv", "filters.json", "cka.csv", "matched.png", "cka.png"}
+    figures = {f"{n}.{ext}" for n in ("matched", "cka") for ext in ("png", "pdf", "svg")}
+    assert {p.name for p in out.iterdir()} == {"filters.csv", "filters.json", "cka.csv"} | figures
+    assert_print_ready(out / "matched.svg") and assert_print_ready(out / "cka.svg")
     assert len(pd.read_csv(out / "cka.csv")) == 9
     assert main(argv) == 2
     assert "not empty" in capsys.readouterr().err

@@ -318,6 +318,16 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert [r["step"] for r in rows] == ["2", "4"]
 
 
+def test_the_progress_bar_shows_the_total_loss_first():
+    from probes.training.progress import bar_postfix
+
+    row = {"gradient": 0.5, "identity": 0.25, "local_gradient": 0.1, "local_pixel": 0.2, "loss": 1.5, "lr": 1e-3}
+    assert list(bar_postfix(row)) == ["loss", "gradient", "identity", "local_gradient"]
+    assert bar_postfix(row)["loss"] == "1.5"
+    gan = {"d_fake": 0.3, "d_loss": 0.7, "d_real": 0.6, "g_loss": 1.2, "phase": 0.0}
+    assert list(bar_postfix(gan, terms=3)) == ["d_loss", "g_loss", "d_fake"]
+
+
 def _script(argv: list[str]) -> int:
     import argparse
 
@@ -345,3 +355,4 @@ def _script(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(_script(sys.argv[1:]))
+

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from probes.shipped import ShippedWeights
 from .data import load_aging_faces
 from .groups import AgeGroups
 from .shipped import GENERATORS, export_generator
+
+log = logging.getLogger(__name__)
 
 LICENCE = ("weights: MIT, like faceprobe; trained on UTKFace, whose images are for non-commercial research "
            "only; the frozen networks of the losses keep their own licences (face-api.js MIT, dlib Boost)")
@@ -95,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     def run(args) -> int:
         entry = ship(ShipConfig(Path(args.run), args.name, args.description, args.data_root))
-        print(f"shipped {entry.name}: {GENERATORS.folder / entry.file} ({entry.training['bytes']} bytes, "
-              f"sha256 {entry.sha256[:12]}...), step {entry.training['steps']}")
+        log.info(f"shipped {entry.name}: {GENERATORS.folder / entry.file} ({entry.training['bytes']} bytes, "
+                 f"sha256 {entry.sha256[:12]}...), step {entry.training['steps']}")
         return 0
 
     return run_command(build_parser(), run, argv)

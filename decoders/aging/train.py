@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -30,6 +31,8 @@ from probes.cli import (
 from .models import MODELS, gan_module
 from .training import AgingTrainingConfig, AgingTrainingResult, config_for_run, parse_overrides, train_aging_gan
 
+log = logging.getLogger(__name__)
+
 
 def build_parser() -> argparse.ArgumentParser:
     # Settings default to None ("not given"): a resumed run keeps its own (AgingTrainingConfig has the defaults).
@@ -39,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder")
     add_data_root(p)
     p.add_argument("--steps", type=int, help=f"optimisation steps (default {defaults['steps']})")
-    p.add_argument("--time-limit-min", type=float, help="stop (and save) after this many minutes of training")
+    p.add_argument("--time-limit-min", type=float, help="stop (and save) after this many minutes of training "
+                                                        "(default: no limit)")
     p.add_argument("--batch-size", type=int, help=f"default {defaults['batch_size']}")
     p.add_argument("--image-size", type=int, choices=(64, 128), help="face side in pixels (default 64)")
     p.add_argument("--identity-backbone", help="face model of the identity loss (default dlib-resnet29)")
@@ -90,11 +94,11 @@ def run(argv: Sequence[str] | None = None) -> dict:
 def train_and_report(args: argparse.Namespace) -> None:
     summary = train(args).summary
     losses = ", ".join(f"{k} {v:.4g}" for k, v in summary["last_losses"].items())
-    print(f"trained {summary['model']} {summary['step']} steps in {summary['train_time_s']} s "
-          f"({summary['n_train']} training faces); last: {losses}")
+    log.info(f"trained {summary['model']} {summary['step']} steps in {summary['train_time_s']} s "
+             f"({summary['n_train']} training faces); last: {losses}")
     if "last_validation" in summary:
-        print("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["last_validation"].items()))
-    print(f"checkpoint: {summary['checkpoint']}\nsamples: {summary['last_sample_grid']}")
+        log.info("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["last_validation"].items()))
+    log.info(f"checkpoint: {summary['checkpoint']}\nsamples: {summary['last_sample_grid']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ finished.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -38,20 +39,26 @@ from .references import REFERENCES, reference_model
 from .result import AuditResult
 from .sources import GROUPS, AgingSource, chosen_targets
 
+log = logging.getLogger(__name__)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser("python -m decoders.audit", __doc__)
     src = p.add_argument_group("what to audit (one of)")
     src.add_argument("--generator", help="GAN checkpoint, module:function, or a reference: "
-                                         + ", ".join(REFERENCES))
-    src.add_argument("--aged-folder", help="folder of pre-aged images (with --aged-csv)")
+                                         + ", ".join(REFERENCES) + " (no default: this or --aged-folder)")
+    src.add_argument("--aged-folder", help="folder of pre-aged images (with --aged-csv; no default: this or "
+                                           "--generator)")
     src.add_argument("--aged-csv", help="CSV with columns source, target_group, output (paths relative to "
-                                        "--aged-folder)")
-    src.add_argument("--groups", choices=sorted(GROUPS), help="age groups of a plain function or folder")
-    src.add_argument("--image-size", type=int, help="image size of a plain function (square)")
-    src.add_argument("--name", help="name shown in the report")
+                                        "--aged-folder; no default)")
+    src.add_argument("--groups", choices=sorted(GROUPS), help="age groups of a plain function or folder (default: a "
+                     "checkpoint's own; ipcgan for the identity and collapsed references)")
+    src.add_argument("--image-size", type=int, help="image size of a plain function (square; default: a "
+                     "checkpoint's own; 64 for the references)")
+    src.add_argument("--name", help="name shown in the report (default: the generator's own name)")
     src.add_argument("--inversion-steps", type=int,
-                     help="for GANs that invert faces by optimisation (Age-cGAN): steps per face (0 = encoder only)")
+                     help="for GANs that invert faces by optimisation (Age-cGAN): steps per face (0 = encoder only; "
+                          "default: the checkpoint's setting)")
     src.add_argument("--targets", nargs="+", help="target groups (indices or labels; default all)")
     data = p.add_argument_group("faces")
     add_data_root(data)
@@ -74,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--pose-labeller", default="faceapi-headpose", help="yaw estimator ('none' skips yaw)")
     m.add_argument("--fmr", type=float, nargs="+", default=[1e-3], help="false match rates (first = headline)")
     m.add_argument("--no-lfw", action="store_true", help="thresholds from UTKFace impostor pairs, not LFW")
-    m.add_argument("--lfw-max-pairs", type=int, help="seeded subset of LFW pairs (quick runs)")
+    m.add_argument("--lfw-max-pairs", type=int, help="seeded subset of LFW pairs (quick runs; default all)")
     m.add_argument("--max-estimator-mae", type=float, default=8.0,
                    help="years: target groups whose real faces the estimator misreads by more are not judged")
     m.add_argument("--min-real-faces", type=int, default=10, help="real faces a group needs to be judged")
@@ -84,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--expressivity", default="probe", help="estimator (probe, mine, nwj, smile, infonce) or 'none'")
     m.add_argument("--expressivity-attributes", nargs="+", default=list(EXPRESSIVITY_ATTRIBUTES),
                    choices=EXPRESSIVITY_ATTRIBUTES)
-    m.add_argument("--decoder", help="DFD decoder checkpoint: reconstruct original and aged templates")
+    m.add_argument("--decoder", help="DFD decoder checkpoint: reconstruct original and aged templates "
+                   "(default: no reconstructions)")
     m.add_argument("--decoder-faces", type=int, default=64, help="faces whose templates are decoded")
     m.add_argument("--gallery-size", type=int, default=12)
     m.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for mean CIs")
@@ -132,18 +140,18 @@ def run(args: argparse.Namespace, command: Sequence[str]) -> AuditResult:
 
 def print_summary(result: AuditResult, out: str) -> None:
     with pd.option_context("display.width", 250, "display.max_columns", 20, "display.max_colwidth", 40):
-        print(result.headline().to_string(index=False))
+        log.info(result.headline().to_string(index=False))
     flags = result.flags
-    print(f"collapsed: {flags['collapsed']}; ignores target: {flags['ignores_target']}; age not judged: "
-          f"{', '.join(flags['age_not_judged']) or 'none'}; threshold fallback: "
-          f"{', '.join(flags['threshold_fallback_backbones']) or 'none'}; loose thresholds: "
-          f"{', '.join(r['backbone'] for r in flags['loose_thresholds']) or 'none'}")
+    log.info(f"collapsed: {flags['collapsed']}; ignores target: {flags['ignores_target']}; age not judged: "
+             f"{', '.join(flags['age_not_judged']) or 'none'}; threshold fallback: "
+             f"{', '.join(flags['threshold_fallback_backbones']) or 'none'}; loose thresholds: "
+             f"{', '.join(r['backbone'] for r in flags['loose_thresholds']) or 'none'}")
     readers = flags.get("age_readers")
     if readers is not None:
-        print("fools its own age loss: " + ("; ".join(readers["reasons"]) if readers["fools_own_age_loss"] else
-                                            "no" + (" (its reader is the judge: not judged independently)"
-                                                    if readers["same_network"] else "")))
-    print(f"report: {out}/report.html ({result.seconds['total']:.0f} s)")
+        log.info("fools its own age loss: " + ("; ".join(readers["reasons"]) if readers["fools_own_age_loss"] else
+                                               "no" + (" (its reader is the judge: not judged independently)"
+                                                       if readers["same_network"] else "")))
+    log.info(f"report: {out}/report.html ({result.seconds['total']:.0f} s)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,11 @@ import io
 import numpy as np
 import pandas as pd
 
+from probes.outputs import COLUMN_WIDTHS_IN
+
 from .stats import ALL_TARGETS
+
+SINGLE, DOUBLE = COLUMN_WIDTHS_IN["single"], COLUMN_WIDTHS_IN["double"]
 
 
 def _plt():
@@ -18,7 +22,7 @@ def _plt():
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
+    sns.set_theme(style="whitegrid", context="paper", font_scale=0.9)  # 7-8 pt text at a journal's width
     return plt, sns
 
 
@@ -62,7 +66,7 @@ def plot_identity(result):
     long = pd.concat([pd.DataFrame({"age gap (target - source group)": frame["age_gap"],
                                     "cosine(input, output)": frame[f"{role}_cosine"], "face model": name})
                       for role, name in names.items()], ignore_index=True)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.3))
+    fig, axes = plt.subplots(1, 2, figsize=(DOUBLE, 3.0))
     sns.boxplot(data=long, x="age gap (target - source group)", y="cosine(input, output)", hue="face model",
                 ax=axes[0], fliersize=1.5, palette="colorblind")
     axes[0].set_title("identity cosine vs age gap")
@@ -94,7 +98,7 @@ def plot_age(result):
     labels, lower = groups["labels"], groups["lower"]
     targets = result.model["targets"]
     not_judged = result.flags["age_not_judged"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw={"width_ratios": [1.5, 1, 1]})
+    fig, axes = plt.subplots(1, 3, figsize=(DOUBLE, 3.0), gridspec_kw={"width_ratios": [1.5, 1, 1]})
     ax = axes[0]
     outs = pd.DataFrame({"group": frame["target_label"], "estimated age": frame["est_age_out"],
                          "faces": "aged outputs (by target)"})
@@ -130,7 +134,7 @@ def plot_attributes(result):
     plt, sns = _plt()
     frame = result.tables["per_output"]
     labels = [result.model["groups"]["labels"][t] for t in result.model["targets"]]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(DOUBLE, 2.8))
     for ax, col, title in ((axes[0], "sex_flip", "sex flip rate (estimated sex, input vs output)"),
                            (axes[1], "sex_differs_from_label", "output sex differs from UTKFace label")):
         part = pd.concat([summary_rows(result, col, lab) for lab in labels])
@@ -160,7 +164,7 @@ def plot_diversity(result):
     table = result.tables["diversity"]
     overall = table[table["target_label"] == "all"]
     per_target = table[(table["target_label"] != "all") & (table["comparison"] == "different inputs, same target")]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(DOUBLE, 3.0))
     comparisons = list(dict.fromkeys(overall["comparison"]))
     palette = dict(zip(["real", "outputs"], sns.color_palette("colorblind", 2)))
     for k, which in enumerate(["real", "outputs"]):
@@ -195,21 +199,30 @@ def plot_expressivity_sets(table: pd.DataFrame, title: str | None = None):
     """I(layer; attribute) against depth, originals (solid) vs aged outputs (dashed), one panel per attribute."""
     plt, sns = _plt()
     attributes = list(dict.fromkeys(table["attribute"]))
-    fig, axes = plt.subplots(1, len(attributes), figsize=(5.2 * len(attributes), 4.2), squeeze=False)
+    ncols = min(2, len(attributes))
+    nrows = -(-len(attributes) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(DOUBLE if ncols > 1 else SINGLE, 2.5 * nrows + 0.4),
+                             squeeze=False)
     layers = table.drop_duplicates("depth").sort_values("depth")
+    # One layer name per 8 pt of axis at most (a panel is about 2.6 in = 187 pt wide).
+    step = max(1, -(-len(layers) * 8 // 187))
+    named = layers.iloc[::step]
     colours = dict(zip(["original", "aged"], sns.color_palette("colorblind", 2)))
-    for ax, attr in zip(axes[0], attributes):
+    for ax in axes.ravel()[len(attributes):]:
+        ax.remove()
+    for ax, attr in zip(axes.ravel(), attributes):
         for which, style in (("original", "-"), ("aged", "--")):
             part = table[(table["attribute"] == attr) & (table["set"] == which)].sort_values("depth")
             if part.empty:
                 continue
             ax.plot(part["depth"], part["estimate"], style, marker="o", ms=3, color=colours[which], label=which)
             ax.fill_between(part["depth"], part["ci_low"], part["ci_high"], alpha=0.2, color=colours[which])
-        ax.set_xticks(layers["depth"])
-        ax.set_xticklabels(layers["layer"], rotation=60, ha="right", fontsize=6)
+        ax.set_xticks(named["depth"])
+        ax.set_xticklabels(named["layer"], rotation=60, ha="right", fontsize=7)
+        ax.set_xlabel("layer (input to output" + (f", one in {step} named)" if step > 1 else ")"))
         ax.set_title(attr)
-        ax.set_ylabel("I(layer; attribute) [nats]")
-        ax.legend(fontsize=8)
+        ax.set_ylabel("I(layer; attribute) (nats)")
+        ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

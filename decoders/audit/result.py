@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from probes.outputs import atomic_write_bytes, staged_output
+from probes.outputs import atomic_write_bytes, save_figure, staged_output
 
-from .figures import all_figures, figure_png
+from .figures import all_figures
 from .report import render_report
 from .views import headline_table, results_dict
 
@@ -71,12 +71,14 @@ class AuditResult:
 
 
 def write_outputs(result: AuditResult, folder: Path) -> None:
-    """``report.html``, ``results.json``, ``tables/*.csv``, ``figures/*.png`` into an existing ``folder``."""
+    """``report.html``, ``results.json``, ``tables/*.csv``, ``figures/*.png`` (and ``.pdf``, ``.svg``, a
+    journal column wide) into an existing ``folder``; the report shows the saved PNGs."""
     folder = Path(folder)
-    figures = {name: figure_png(fig) for name, fig in result.figures().items()}
     (folder / "figures").mkdir(exist_ok=True)
-    for name, data in figures.items():
-        atomic_write_bytes(folder / "figures" / f"{name}.png", lambda h, d=data: h.write(d))
+    figures = {}
+    for name, fig in result.figures().items():
+        save_figure(fig, folder / "figures" / f"{name}.png", dpi=200)
+        figures[name] = (folder / "figures" / f"{name}.png").read_bytes()
     (folder / "tables").mkdir(exist_ok=True)
     for name, table in result.tables.items():
         text = table.to_csv(index=False).encode()

@@ -12,12 +12,15 @@ reference), 0 when every named backbone passes.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from ..cli import EXIT_FAILURE, EXIT_OK, add_data_root, make_parser, run_command
 from ..errors import FaceprobeError
 from .check import reference_path, run_check, write_reference
 from .registry import get_spec, list_backbones
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_check = sub.add_parser("check", help="compare embeddings of pinned inputs with the pinned reference")
     p_check.add_argument("names", nargs="+", metavar="NAME")
     add_data_root(p_check)
-    p_check.add_argument("--weights", default=None, help="weight file to check instead of the pinned one")
+    p_check.add_argument("--weights", default=None, help="weight file to check (default: the pinned one)")
     p_check.add_argument("--threads", type=int, default=1)
     p_check.add_argument("--write-reference", action="store_true",
                          help="(maintainers) embed the inputs now and overwrite the pinned reference")
@@ -38,8 +41,8 @@ def list_command() -> None:
     for name in list_backbones():
         spec = get_spec(name)
         ref = "reference pinned" if reference_path(name).is_file() else "no reference"
-        print(f"{name:<26} {spec.input_size[0]}x{spec.input_size[1]} {spec.colour_order} "
-              f"{spec.embedding_size:>5}-D  {ref}")
+        log.info(f"{name:<26} {spec.input_size[0]}x{spec.input_size[1]} {spec.colour_order} "
+                 f"{spec.embedding_size:>5}-D  {ref}")
 
 
 def check_command(args: argparse.Namespace) -> bool:
@@ -51,13 +54,13 @@ def check_command(args: argparse.Namespace) -> bool:
     for name in args.names:
         try:
             if args.write_reference:
-                print(f"wrote {write_reference(name, args.data_root, args.weights)}")
+                log.info(f"wrote {write_reference(name, args.data_root, args.weights)}")
             else:
                 check = run_check(name, args.data_root, args.weights)
-                print(check.report())
+                log.info(check.report())
                 ok &= check.passed
         except FaceprobeError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            log.error("%s", exc)
             ok = False
     return ok
 

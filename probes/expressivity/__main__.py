@@ -11,6 +11,7 @@ layer, the linear-probe bound beside MINE. Writes ``results.csv``,
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from .estimators import ESTIMATORS
 from .labels import KNOWN_ATTRIBUTES
 from .pipeline import OUTPUT_FILES, ExpressivityConfig, ExpressivitySweep
 
+log = logging.getLogger(__name__)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser("python -m probes.expressivity", __doc__)
@@ -36,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_backbone(p)
     p.add_argument("--dataset", default="lfw", choices=["lfw", "utkface", "folder"])
     add_data_root(p)
-    p.add_argument("--labels-csv", default=None, help="with --dataset folder: CSV with a 'file' column and labels")
+    p.add_argument("--labels-csv", default=None,
+                   help="with --dataset folder: CSV with a 'file' column and labels (default: labels from the "
+                        "labellers)")
     p.add_argument("--min-images-per-person", type=int, default=10, help="LFW: keep people with this many images")
     p.add_argument("--attributes", nargs="+", default=["age", "sex", "yaw", "identity"], choices=KNOWN_ATTRIBUTES)
     p.add_argument("--labels-from", default="dataset", choices=["dataset", "labeller"],
@@ -60,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=-1,
                    help="worker processes for the estimates (-1: one per CPU core); results do not depend on it")
     # Not add_cache_dir: LayerCapture caches only where told (no default folder, no 'none').
-    p.add_argument("--cache-dir", default=None, help="on-disk cache for captured features")
-    add_out(p, required=False)
+    p.add_argument("--cache-dir", default=None, help="on-disk cache for captured features (default: no cache)")
+    add_out(p, required=False, default_text="runs/expressivity-BACKBONE-DATASET")
     return p
 
 
@@ -87,11 +92,11 @@ def run(args: argparse.Namespace) -> Path:
     result = ExpressivitySweep(config).run()
     result.save(out, command="python -m probes.expressivity " + " ".join(sys.argv[1:]), settings=vars(args))
     t = result.timings
-    print(f"{result.n_images} images, {len(result.layers)} layers x {len(result.label_sources)} attributes x "
-          f"{len(config.estimators)} estimator(s): labels {t['labels_s']:.0f} s, capture {t['capture_s']:.0f} s, "
-          f"estimation {t['estimation_s']:.0f} s")
+    log.info(f"{result.n_images} images, {len(result.layers)} layers x {len(result.label_sources)} attributes x "
+             f"{len(config.estimators)} estimator(s): labels {t['labels_s']:.0f} s, capture {t['capture_s']:.0f} s, "
+             f"estimation {t['estimation_s']:.0f} s")
     tables = [out / name for name in ("results.csv", "results_pooled.csv", "results.json") if (out / name).exists()]
-    print(f"wrote {', '.join(map(str, tables))} and {out / 'expressivity.png'}")
+    log.info(f"wrote {', '.join(map(str, tables))} and {out / 'expressivity.png'}")
     return out
 
 

@@ -26,7 +26,11 @@ def plot_expressivity(table: pd.DataFrame, title: str | None = None):
     attributes = list(dict.fromkeys(table["attribute"]))
     palette = dict(zip(attributes, sns.color_palette("colorblind", len(attributes))))
     layers = table.drop_duplicates("depth").sort_values("depth")
-    fig, axes = plt.subplots(1, len(estimators), figsize=(6.5 * len(estimators), 4.2), squeeze=False, sharey=False)
+    fig, axes = plt.subplots(1, len(estimators), figsize=(3.5 * len(estimators) if len(estimators) < 3 else 7.2, 3.2),
+                             squeeze=False, sharey=False)
+    # One layer name per 8 pt of axis at most.
+    step = max(1, -(-len(layers) * 8 * len(estimators) // 200))
+    named = layers.iloc[::step]
     for ax, est in zip(axes[0], estimators):
         part = table[table["estimator"] == est]
         # Over seeds (new splits and training seeds): the mean, and the envelope of their intervals.
@@ -38,15 +42,15 @@ def plot_expressivity(table: pd.DataFrame, title: str | None = None):
                 continue
             ax.plot(line["depth"], line["estimate"], marker="o", ms=3, label=attr, color=palette[attr])
             ax.fill_between(line["depth"], line["ci_low"], line["ci_high"], alpha=0.2, color=palette[attr])
-        ax.set_xticks(layers["depth"])
-        ax.set_xticklabels(layers["layer"], rotation=60, ha="right", fontsize=7)
-        ax.set_xlabel("layer (input -> output)")
-        ax.set_ylabel("I(layer; attribute) [nats]")
-        ax.set_title(est)
+        ax.set_xticks(named["depth"])
+        ax.set_xticklabels(named["layer"], rotation=60, ha="right", fontsize=7)
+        ax.set_xlabel("layer (input to output" + (f", one in {step} named)" if step > 1 else ")"))
+        ax.set_ylabel("I(layer; attribute) (nats)")
+        ax.set_title(f"estimator: {est}", fontsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(title="attribute", fontsize=8)
+        ax.legend(title="attribute", fontsize=7, title_fontsize=7)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -59,9 +63,11 @@ def plot_expressivity_over_training(table: pd.DataFrame, layer: str | Sequence[s
     ``layer``: one tap layer, several (one panel each) or None (every layer in
     the table, one panel each, input to output). ``estimator``: which
     estimator's rows (default the first in the table). Rows of several seeds
-    are averaged. ``normalise=True`` divides each (layer, attribute) curve and
-    its band by that curve's largest estimate, so attributes on very different
-    scales (identity vs sex) show their trends on one axis. ``xscale`` is a
+    are averaged. ``normalise=True`` divides each (layer, attribute) curve by
+    its largest estimate, so attributes on very different scales (identity vs
+    sex) show their trends on one 0-1 axis; the confidence bands are left out
+    there (an upper bound over a small peak would run far above 1: the
+    figure in nats shows them). ``xscale`` is a
     matplotlib scale (``"linear"``, ``"symlog"``). Returns the Figure.
     """
     plt, sns = _pyplot()
@@ -70,10 +76,10 @@ def plot_expressivity_over_training(table: pd.DataFrame, layer: str | Sequence[s
     # One colour per attribute name, whatever the table holds, so figures of several eval sets agree.
     names = list(KNOWN_ATTRIBUTES) + [a for a in attributes if a not in KNOWN_ATTRIBUTES]
     palette = dict(zip(names, sns.color_palette("colorblind", len(names))))
-    cols = min(4, len(chosen))
+    cols = min(3, len(chosen))
     rows = -(-len(chosen) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 0.8, 3.4 * rows), squeeze=False, sharex=True,
-                             sharey=normalise)
+    fig, axes = plt.subplots(rows, cols, figsize=(7.2 if cols > 1 else 3.5, 1.9 * rows + 0.9), squeeze=False,
+                             sharex=True, sharey=normalise)
     mean = (part[part["layer"].isin(chosen)]
             .groupby(["layer", "attribute", "step"], sort=True)[["estimate", "ci_low", "ci_high"]].mean()
             .reset_index())
@@ -83,18 +89,21 @@ def plot_expressivity_over_training(table: pd.DataFrame, layer: str | Sequence[s
             if not line.empty:
                 _draw_curve(ax, line, normalise, label=attr, color=palette[attr])
         ax.set_xscale(xscale)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(f"layer {name}", fontsize=8)
         ax.grid(alpha=0.3)
+        if normalise:
+            ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.05)
     for ax in axes.flat[len(chosen):]:
         ax.set_visible(False)
     for ax in axes[-1]:
-        ax.set_xlabel("training step")
+        ax.set_xlabel("training step (optimiser updates)")
     for ax in axes[:, 0]:
-        ax.set_ylabel("fraction of the curve's peak" if normalise else "I(layer; attribute) [nats]")
+        ax.set_ylabel("estimate / curve's peak" if normalise else "I(layer; attribute) (nats)")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, title="attribute", loc="center right", fontsize=8)
-    fig.suptitle(title or f"expressivity over training ({estimator})", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1 - 0.8 / fig.get_figwidth() - 0.04, 1))
+    fig.legend(handles, labels, title="attribute", loc="lower center", ncol=len(labels), fontsize=7,
+               title_fontsize=7)
+    fig.suptitle(title or f"expressivity over training ({estimator})", fontsize=8)
+    fig.tight_layout(rect=(0, 0.5 / fig.get_figheight(), 1, 1))
     return fig
 
 
@@ -126,7 +135,8 @@ def _draw_curve(ax, line: pd.DataFrame, normalise: bool, label: str, color) -> N
         peak = np.nanmax(values[:, 0])
         values = values / peak if peak > 0 else np.full_like(values, np.nan)
     ax.plot(line["step"], values[:, 0], marker="o", ms=3, label=label, color=color)
-    ax.fill_between(line["step"], values[:, 1], values[:, 2], alpha=0.2, color=color)
+    if not normalise:
+        ax.fill_between(line["step"], values[:, 1], values[:, 2], alpha=0.2, color=color)
 
 
 def _pyplot():

@@ -8,12 +8,14 @@ given by ``--pairs a=b,...``. Each pair's filters are matched one to one on
 |cosine|; every layer's activations on the same faces (UTKFace by default)
 are compared by linear CKA. Every number comes with its chance interval
 from ``--n-baseline`` pairs of randomly initialised networks. Writes
-filters.csv, filters.json, cka.csv, matched.png and cka.png into ``--out``.
+filters.csv, filters.json, cka.csv, matched.png (when layers correspond) and cka.png, the
+figures also as PDF and SVG, into ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 import time
@@ -27,6 +29,8 @@ from .compare import FilterComparison
 from .networks import Network, load_network
 from .pairing import PAIRINGS
 
+log = logging.getLogger(__name__)
+
 # Random twins' seeds come from a stream the baseline never draws from.
 RANDOM_TWIN_SEED = {"a": 10_000, "b": 10_001}
 
@@ -36,11 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     for side in ("a", "b"):
         p.add_argument(side, help=f"network {side.upper()}: registry name or package.module:function[=arg]")
     for side in ("a", "b"):
-        p.add_argument(f"--weights-{side}", default=None, help=f"weight file for a registry backbone {side.upper()}")
+        p.add_argument(f"--weights-{side}", default=None,
+                       help=f"weight file for a registry backbone {side.upper()} (default: its own)")
     for side in ("a", "b"):
         p.add_argument(f"--random-{side}", action="store_true",
                        help=f"use {side.upper()} with random weights (its untrained twin)")
-    p.add_argument("--pairs", default=None, help="explicit layer pairs 'layer_a=layer_b,...'")
+    p.add_argument("--pairs", default=None,
+                   help="explicit layer pairs 'layer_a=layer_b,...' (default: paired by --pairing)")
     p.add_argument("--pairing", default="auto", choices=PAIRINGS)
     p.add_argument("--threshold", type=float, default=0.5, help="|cosine| above which matched filters count as shared")
     p.add_argument("--n-baseline", type=int, default=3, help="random network pairs for the chance interval")
@@ -53,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=int, default=4, help="conv activations averaged onto at most grid x grid cells")
     p.add_argument("--max-dim", type=int, default=4096, help="at most channels x cells per layer for CKA")
     add_runtime(p, batch_size=32)
-    add_out(p, required=False)
+    add_out(p, required=False, default_text="runs/filters-A-vs-B")
     return p
 
 
@@ -97,8 +103,8 @@ def run(args: argparse.Namespace) -> None:
         "seconds": round(time.perf_counter() - start, 1), "versions": provenance(),
     })
     written = result.save(out, overwrite=args.overwrite)
-    print(result.summary())
-    print("wrote " + ", ".join(str(p) for p in written))
+    log.info(result.summary())
+    log.info("wrote " + ", ".join(str(p) for p in written))
 
 
 def main(argv=None) -> int:

@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FaceprobeError
-from ..outputs import staged_output
+from ..outputs import COLUMN_WIDTHS_IN, MIN_FONT_PT, save_figure, staged_output
 from .layers import Layer
 from .matching import FilterMatch
 
 MORE, CHANCE, LESS, NA = "more than chance", "chance level", "below chance", "n/a"
-OUTPUT_FILES = ("filters.csv", "filters.json", "cka.csv", "matched.png", "cka.png")
+# Always written; matched.png (when layers correspond) and cka.png (with images) also as .pdf and .svg.
+OUTPUT_FILES = ("filters.csv", "filters.json", "cka.csv")
 
 
 def chance_interval(values, level: float = 0.95) -> tuple[float, float, float]:
@@ -179,35 +180,44 @@ class FilterResult:
 
     # ----------------------------------------------------------------- figures
 
-    def plot_matched(self, ncols: int = 6):
-        """|cosine| matrix of each layer pair, matches on the diagonal (best first); returns the figure."""
+    def plot_matched(self, ncols: int = 5):
+        """|cosine| matrix of each layer pair, matches on the diagonal (best first); returns the figure.
+
+        One colour scale for every panel, from 0 to the 99.5th percentile of all the values shown (at
+        least 0.05), so a pair with a random network is not a black square; its colour bar says so."""
         from matplotlib.figure import Figure
 
-        n = max(1, len(self.pairs))
+        if not self.pairs:
+            raise FaceprobeError("no corresponding layers to show: " + (self.pairing_note or "no layer pairs"))
+        n = len(self.pairs)
         ncols = min(ncols, n)
         nrows = math.ceil(n / ncols)
-        fig = Figure(figsize=(2.6 * ncols + 0.8, 2.9 * nrows + 0.6), layout="constrained")
+        width = COLUMN_WIDTHS_IN["double" if ncols > 2 else "single"]
+        fig = Figure(figsize=(width, 1.55 * nrows + 0.7), layout="constrained")
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+        matrices = [p.match.ordered() for p in self.pairs]
+        top = max(0.05, float(np.nanpercentile(np.concatenate([m.ravel() for m in matrices]), 99.5)))
         image = None
-        for ax, p in zip(axes, self.pairs):
+        for ax, p, matrix in zip(axes, self.pairs, matrices):
             mean, lo, hi = chance_interval(p.chance_means, self.level)
-            image = ax.imshow(p.match.ordered(), vmin=0, vmax=1, cmap="magma", aspect="auto",
+            image = ax.imshow(matrix, vmin=0, vmax=min(1.0, top), cmap="magma", aspect="auto",
                               interpolation="nearest")
-            ax.set_title(f"{p.layer_a.name}\n{p.layer_b.name}", fontsize=7)
-            ax.set_xlabel(f"mean {p.match.mean:.2f} | chance {mean:.2f} [{lo:.2f}, {hi:.2f}]", fontsize=6.5)
-            ax.tick_params(labelsize=5)
-        for ax in axes[len(self.pairs):]:
-            ax.axis("off")
-        if not self.pairs:
-            axes[0].text(0.5, 0.5, "no corresponding layers\n" + (self.pairing_note or "")[:200], ha="center",
-                         va="center", wrap=True, fontsize=8)
-        if image is not None:
-            fig.colorbar(image, ax=list(axes[:len(self.pairs)]), shrink=0.6, label="|cosine| of filters")
-        fig.suptitle(f"Matched filters: {self.name_a} (rows) vs {self.name_b} (columns)", fontsize=10)
+            ax.set_title(f"{p.layer_a.name} / {p.layer_b.name}", fontsize=MIN_FONT_PT)
+            ax.set_xlabel(f"mean {p.match.mean:.2f}, chance {mean:.2f}", fontsize=MIN_FONT_PT)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        for ax in axes[n:]:
+            ax.remove()
+        fig.colorbar(image, ax=list(axes[:n]), shrink=0.8,
+                     label="|cosine| of filters" + (f" (scale 0-{top:.2f})" if top < 0.995 else ""))
+        fig.suptitle(f"Matched filters, {self.name_a} (rows) vs {self.name_b} (columns), best match first",
+                     fontsize=8)
         return fig
 
     def plot_cka(self):
-        """CKA of every layer of a (rows) with every layer of b, beside random networks' CKA; returns the figure."""
+        """CKA of every layer of a (rows) with every layer of b, beside random networks' CKA; returns the figure.
+
+        Layer names are shown at 7 pt; where there are more layers than fit, every k-th is labelled."""
         from matplotlib.figure import Figure
 
         if self.cka is None:
@@ -215,21 +225,23 @@ class FilterResult:
         chance = np.nanmean(self.cka_chance, axis=0)
         hi = np.array([[chance_interval(self.cka_chance[:, i, j], self.level)[2] for j in range(len(self.layers_b))]
                        for i in range(len(self.layers_a))])
-        la, lb = len(self.layers_a), len(self.layers_b)
-        side = max(4.0, 0.16 * max(la, lb) + 2.5)
-        fig = Figure(figsize=(2 * side + 1.0, side), layout="constrained")
+        fig = Figure(figsize=(COLUMN_WIDTHS_IN["double"], 4.2), layout="constrained")
         axes = fig.subplots(1, 2)
-        for ax, values, title in ((axes[0], self.cka, f"CKA ({self.n_images} images); dots: above chance"),
+        for ax, values, title in ((axes[0], self.cka, f"CKA, {self.n_images} images (dots: above chance)"),
                                   (axes[1], chance, f"random networks (mean of {len(self.seeds)})")):
             image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto", interpolation="nearest")
-            ax.set_title(title, fontsize=9)
-            ax.set_yticks(range(la), self.layers_a, fontsize=max(3, 7 - la // 20))
-            ax.set_xticks(range(lb), self.layers_b, fontsize=max(3, 7 - lb // 20), rotation=90)
-            ax.set_ylabel(self.name_a)
-            ax.set_xlabel(self.name_b)
+            ax.set_title(title, fontsize=8)
+            # About 2.6 in (187 pt) of axis for the names: one label per 8 pt at most.
+            for names, name, set_ticks, set_label, rotation in (
+                    (self.layers_a, self.name_a, ax.set_yticks, ax.set_ylabel, 0),
+                    (self.layers_b, self.name_b, ax.set_xticks, ax.set_xlabel, 90)):
+                step = max(1, math.ceil(len(names) * 8 / 187))
+                shown = list(range(0, len(names), step))
+                set_ticks(shown, [names[i] for i in shown], fontsize=MIN_FONT_PT, rotation=rotation)
+                set_label(f"layer of {name}" + (f" (one in {step} named)" if step > 1 else ""))
         ii, jj = np.nonzero(np.nan_to_num(self.cka, nan=-1) > np.nan_to_num(hi, nan=2))
-        axes[0].scatter(jj, ii, s=4, c="white", marker="o", linewidths=0)
-        fig.colorbar(image, ax=list(axes), shrink=0.7, label="linear CKA")
+        axes[0].scatter(jj, ii, s=3, c="white", marker="o", linewidths=0)
+        fig.colorbar(image, ax=list(axes), shrink=0.7, label="linear CKA (0-1)")
         return fig
 
     # ----------------------------------------------------------------- files
@@ -241,12 +253,13 @@ class FilterResult:
         temporary folder that replaces ``out`` only when complete.
         """
         out = Path(out)
-        names = [name for name in OUTPUT_FILES if name != "cka.png" or self.cka is not None]
         with staged_output(out, overwrite) as folder:
             self.table.to_csv(folder / "filters.csv", index=False)
             (folder / "filters.json").write_text(json.dumps(self.to_dict(), indent=2, default=str))
             self.cka_table().to_csv(folder / "cka.csv", index=False)
-            self.plot_matched().savefig(folder / "matched.png", dpi=110)
+            written = [folder / name for name in OUTPUT_FILES]
+            if self.pairs:  # no corresponding layers: no figure (the summary and filters.json say why)
+                written += save_figure(self.plot_matched(), folder / "matched.png")
             if self.cka is not None:
-                self.plot_cka().savefig(folder / "cka.png", dpi=110)
-        return [out / name for name in names]
+                written += save_figure(self.plot_cka(), folder / "cka.png")
+        return [out / p.name for p in written]

