@@ -41,7 +41,30 @@ configuration, checkpoint config and step, thresholds and counts),
 scores). Templates and chips come through
 :func:`decoders.dfd.templates.compute_targets` and are cached.
 
+**Leaked templates** (``--templates FILE.npy --identities FILE.csv``): the attack as it happens, where
+only templates leak. The CSV has one row per template, in order, with the columns ``identity`` and
+``enrolment`` (that person's enrolment images, ``;``-separated, relative to the CSV's folder or
+absolute; ``--layout`` says how they are framed). Each template is decoded and its reconstruction
+scored: **type-I** against the leaked template itself, **type-II** against the enrolment images of its
+identity (none listed: type-I only), at the same thresholds (LFW pairs with the leak's identities left
+out), with the control (other identities' templates) and the mean-face row; no LPIPS/SSIM (there is no
+source image), no transfer.
+
+**A folder of uncropped photos** (``--images DIR``): one sub-folder per person (its name is the
+identity). Each photo's largest face is detected and aligned (``probes.align.detect_and_align``); type-I
+against the photo's own template, type-II against the person's other photos (people with one photo:
+type-I only); thresholds at each ``--fmr`` from the folder's own cross-identity impostor pairs (every
+pair of its photos of different people; refused when too few for the FMR), with the control, the
+mean-face row, LPIPS and SSIM against the aligned face. Photos without a face are named in a note and
+in ``results.json``; a person with no face at all is an error.
+
+``--checkpoint`` also takes a shipped decoder's name (``dfd-dlib-resnet29``): it is then evaluated
+on its run's held-out people (the split file shipped beside its weights, images under ``--data-root``).
+
     python -m decoders.evaluate --checkpoint runs/dfd --data-root /data --out runs/dfd/eval
+    python -m decoders.evaluate --checkpoint dfd-dlib-resnet29 --images people/ --out runs/people-eval
+    python -m decoders.evaluate --checkpoint dfd-dlib-resnet29 --templates leak.npy --identities leak.csv \
+        --layout lfw --out runs/leak-eval
 """
 
 from __future__ import annotations
@@ -52,6 +75,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from probes import cli
+from probes.datasets import LAYOUTS
 from probes.verification import IMPOSTOR_SETS
 
 from .dfd.attack import DEFAULT_FMRS, TYPE2_SOURCES, AttackEvaluation, AttackEvaluationConfig
@@ -65,7 +89,8 @@ COMMAND = "decoders.evaluate"
 
 def build_parser():
     p = cli.make_parser(f"python -m {COMMAND}", __doc__)
-    p.add_argument("--checkpoint", required=True, help="run folder (or a checkpoint inside it: split.json is needed)")
+    p.add_argument("--checkpoint", required=True,
+                   help="shipped decoder name, run folder, or a checkpoint inside a run folder (split.json is needed)")
     cli.add_data_root(p)
     cli.add_out(p)
     cli.add_backbone(p, default=None, help="refuse a checkpoint not trained against this backbone (default: "
@@ -83,6 +108,12 @@ def build_parser():
     p.add_argument("--type2-references", default="lfw", choices=TYPE2_SOURCES,
                    help="other images of a person: all of LFW's, or only the split's")
     p.add_argument("--type2-max-refs", type=int, default=10, help="per reconstruction (0 = all)")
+    p.add_argument("--images", help="folder of uncropped photos, one sub-folder per person (instead of the run's "
+                                    "held-out images)")
+    p.add_argument("--templates", help="leaked templates: .npy file of N x d templates (needs --identities)")
+    p.add_argument("--identities", help="CSV, one row per template: identity, enrolment (image paths, ';'-separated)")
+    p.add_argument("--layout", default="chip", choices=LAYOUTS,
+                   help="with --templates: how the enrolment images are framed (chip = already the backbone's crop)")
     p.add_argument("--gallery-size", type=int, default=24, help="held-out reconstructions shown in the gallery")
     cli.add_seed(p)
     cli.add_cache_dir(p, "templates and target chips")
@@ -95,7 +126,8 @@ def evaluate(args, command: list[str]) -> None:
         checkpoint=args.checkpoint, data_root=args.data_root, backbone=args.backbone, weights=args.weights,
         backbone_b=args.backbone_b, weights_b=args.weights_b, fmrs=tuple(args.fmr), impostors=args.impostors,
         max_pairs=args.max_pairs, max_images=args.max_images, split=args.split,
-        type2_references=args.type2_references, type2_max_refs=args.type2_max_refs, gallery_size=args.gallery_size,
+        type2_references=args.type2_references, type2_max_refs=args.type2_max_refs, templates=args.templates,
+        identities=args.identities, images=args.images, layout=args.layout, gallery_size=args.gallery_size,
         seed=args.seed, cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device,
         progress=not args.no_progress)
     result = run_and_save(AttackEvaluation(config), args, command, fmrs="--fmr")

@@ -1,9 +1,11 @@
 """Draw faces from templates with a trained decoder: ``python -m decoders.reconstruct``.
 
 Inputs are one of: a folder of images (``--images DIR``, with ``--layout``
-saying how they are framed), a data set of the run (``--dataset lfw|utkface``
-with ``--split test|val`` from the run's ``split.json``, or ``all``), or raw
-templates (``--templates file.npy``, N x d float). Images are embedded by the
+saying how they are framed; ``--layout photo``: uncropped photos, each face
+detected and aligned through ``probes.align``, photos without a face named),
+a data set of the run (``--dataset lfw|utkface`` with ``--split test|val``
+from the run's ``split.json``, or ``all``), or raw templates
+(``--templates file.npy``, N x d float). Images are embedded by the
 checkpoint's own backbone (templates and target chips come through
 :func:`decoders.dfd.templates.compute_targets`, so they are cached).
 
@@ -32,9 +34,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from probes import cli
-from probes.datasets import LAYOUTS
 
-from .dfd.reconstruction import Reconstruction, ReconstructionConfig
+from .dfd.reconstruction import IMAGE_LAYOUTS, Reconstruction, ReconstructionConfig
 from .dfd.settings import run_and_save
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,9 @@ def build_parser():
     src.add_argument("--templates", help=".npy file of N x d templates")
     p.add_argument("--split", default="test", choices=("test", "val", "all"),
                    help="with --dataset: the run's held-out test/val images (split.json), or all images")
-    p.add_argument("--layout", default="chip", choices=LAYOUTS,
-                   help="with --images: how the images are framed (chip = already the backbone's crop)")
+    p.add_argument("--layout", default="chip", choices=IMAGE_LAYOUTS,
+                   help="with --images: how the images are framed (chip = already the backbone's crop; photo = "
+                        "uncropped photos: each face detected and aligned)")
     cli.add_out(p)
     p.add_argument("--max-images", type=int, help="reconstruct only the first N inputs (default all)")
     cli.add_backbone(p, default=None, help="refuse a checkpoint that was not trained against this backbone "
@@ -73,6 +75,10 @@ def reconstruct(args, command: list[str]) -> None:
         lpips=not args.no_lpips, gallery_size=args.gallery_size, batch_size=args.batch_size, device=args.device,
         progress=not args.no_progress)
     result = run_and_save(Reconstruction(config), args, command)
+    missing = result.summary["inputs"].get("photos_without_face")
+    if missing:
+        print(f"{COMMAND}: note: no face detected in {len(missing)} photo(s), left out: {', '.join(missing[:10])}"
+              + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""), file=sys.stderr)
     out = Path(args.out).absolute()
     m = result.means
     lp = "n/a" if m["lpips"] is None else f"{m['lpips']:.4f}"

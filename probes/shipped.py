@@ -10,7 +10,9 @@ before it is read.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,12 +21,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from .errors import WeightFileError, lookup
+from .errors import FaceprobeError, WeightFileError, lookup
 from .outputs import atomic_write_bytes
 from .weights import sha256_of as file_sha256
 
 MAX_SHIPPED_BYTES = 8 * 1024 * 1024  # the repository's limit per weight file
 METADATA_KEY = "faceprobe"
+DEFAULT_MACHINE = "cpu (2 cores, shared with other work)"
 
 
 def save_fp16_safetensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping,
@@ -125,3 +128,43 @@ class ShippedRegistry:
         text = json.dumps(entries, indent=2, sort_keys=True) + "\n"
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.index, lambda handle: handle.write(text.encode()))
+
+
+# --------------------------------------------------------------------------- what a ship command records
+
+
+def finished_run(run: str | Path, trainer: str) -> tuple[dict, dict]:
+    """(``config.json``, ``summary.json``) of a finished training run of ``trainer`` (e.g.
+    ``python -m decoders.train``) in ``run``; a :class:`FaceprobeError` naming what is missing."""
+    run = Path(run)
+    records = []
+    for needed in ("config.json", "summary.json"):
+        if not (run / needed).is_file():
+            raise FaceprobeError(f"{run} is not a finished run of {trainer} (no {needed})")
+        try:
+            records.append(json.loads((run / needed).read_text()))
+        except (OSError, ValueError) as exc:
+            raise FaceprobeError(f"{run / needed} is not readable JSON: {exc}") from exc
+    return records[0], records[1]
+
+
+LOCAL_FLAGS = ("--data-root", "--cache-dir")  # where this machine keeps the data and caches: not part of a recipe
+
+
+def training_record(config: Mapping, summary: Mapping, nbytes: int,
+                    machine: str = DEFAULT_MACHINE) -> tuple[str, dict]:
+    """(the command that trained a run, as ``python -m ...`` without :data:`LOCAL_FLAGS` and their values;
+    the registry's ``training`` record: steps, minutes, export date, machine, file size) from the run's
+    ``config.json`` and ``summary.json``."""
+    argv, kept = list(config.get("command") or ["?"])[1:], []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in LOCAL_FLAGS:
+            skip = True
+        elif not arg.startswith(tuple(f"{flag}=" for flag in LOCAL_FLAGS)):
+            kept.append(arg)
+    command = shlex.join(["python", *kept])
+    return command, {"steps": summary["step"], "minutes": round(summary["train_time_s"] / 60, 1),
+                     "exported": dt.date.today().isoformat(), "device": machine, "bytes": nbytes}

@@ -9,16 +9,14 @@ Then ``python -m decoders.audit --generator NAME`` audits it.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from probes.cli import add_data_root, make_parser, run_command
 from probes.errors import FaceprobeError
-from probes.shipped import ShippedWeights
+from probes.shipped import ShippedWeights, finished_run, training_record
 
 from .data import load_aging_faces
 from .groups import AgeGroups
@@ -59,27 +57,21 @@ def heldout_names(run: Path, groups: AgeGroups, data_root: str | None) -> tuple[
 
 def ship(config: ShipConfig) -> ShippedWeights:
     run = Path(config.run)
-    for needed in ("config.json", "summary.json"):
-        if not (run / needed).is_file():
-            raise FaceprobeError(f"{run} is not a finished run of python -m decoders.aging.train (no {needed})")
+    _, summary = finished_run(run, "python -m decoders.aging.train")
     GENERATORS.folder.mkdir(parents=True, exist_ok=True)
     exported = export_generator(run, GENERATORS.folder / f"{config.name}.safetensors")
     trained = exported["config"]
     names, record = heldout_names(run, AgeGroups.from_dict(trained["groups"]), config.data_root)
-    summary = json.loads((run / "summary.json").read_text())
     heldout = f"{config.name}.heldout.txt"
     (GENERATORS.folder / heldout).write_text("\n".join(names) + "\n")
     data = record["data"]
+    command, training = training_record(record, summary, exported["bytes"])
     entry = ShippedWeights(
         name=config.name, kind=exported["kind"], file=f"{config.name}.safetensors", sha256=exported["sha256"],
         description=config.description,
         trained_on=(f"UTKFace crop_part1 (shared data), {data['n_train']} faces in the {trained['groups']['name']} "
                     f"age groups at {data['image_size']} px; {data['n_val']} held out (listed in {heldout})"),
-        command=shlex.join(["python", *record["command"][1:]]),
-        training={"steps": summary["step"], "minutes": round(summary["train_time_s"] / 60, 1),
-                  "exported": dt.date.today().isoformat(), "device": "cpu (2 cores, shared with other work)",
-                  "bytes": exported["bytes"]},
-        licence=LICENCE,
+        command=command, training=training, licence=LICENCE,
         extra={"heldout_file": heldout, "model": record["model"], "identity": trained.get("identity"),
                "age_reader": trained.get("age_reader")})
     GENERATORS.add(entry)

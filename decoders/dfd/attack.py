@@ -21,7 +21,7 @@ import torch
 from probes.backbones import FaceBackbone, create_backbone
 from probes.cli import setting_error
 from probes.config import DictConfig
-from probes.datasets import FaceDataset, load_lfw_people, subsample_indices
+from probes.datasets import LAYOUTS, FaceDataset, load_lfw_people, subsample_indices
 from probes.images import to_uint8
 from probes.outputs import finite_or_none, provenance
 from probes.verification import (
@@ -35,9 +35,11 @@ from probes.verification import (
     thresholds_at_fmrs,
 )
 
-from .attack_result import AttackResult, per_image_rows
+from .attack_result import LEAK_GALLERY_NOTE, PHOTOS_GALLERY_NOTE, AttackResult, image_keys, per_image_rows
 from .inputs import heldout_sets, load_trained_decoder, rebuild_backbone, run_folder
-from .lfw_scores import lfw_pair_scores, threshold_record
+from .leaked import Leak, read_leak
+from .lfw_scores import folder_scores, folder_threshold_record, lfw_pair_scores, threshold_record
+from .photos import aligned_people
 from .scoring import decode, identity_scores, lpips_scores, ssim_scores
 from .settings import ReconstructionError, check_choice, check_positive
 from .templates import Targets, compute_targets, weights_key
@@ -52,7 +54,15 @@ class AttackEvaluationConfig(DictConfig):
     """The attack on a decoder run: thresholds at ``fmrs`` from LFW pairs (``impostors``: auto, pairs or
     cross; ``max_pairs`` a seeded subset), the run's held-out ``split`` (``max_images`` a seeded subset),
     type-II references from ``type2_references`` (``lfw`` or ``split``; at most ``type2_max_refs`` per
-    reconstruction, 0 or None = all), and optionally the transfer to ``backbone_b``."""
+    reconstruction, 0 or None = all), and optionally the transfer to ``backbone_b``.
+
+    Leaked templates instead of the run's images: ``templates`` (an ``.npy`` file of N x d templates) with
+    ``identities`` (a CSV, one row per template: ``identity`` and ``enrolment`` image paths; see
+    :mod:`decoders.dfd.leaked`), the enrolment images framed as ``layout``. Type-I is then each
+    reconstruction against its own leaked template, type-II against its person's enrolment images.
+
+    A folder of uncropped photos instead: ``images``, one sub-folder per person (:mod:`decoders.dfd.photos`:
+    faces detected and aligned); thresholds from the folder's own cross-identity impostor pairs."""
 
     config_name = "attack evaluation"
     config_error = ReconstructionError
@@ -70,6 +80,10 @@ class AttackEvaluationConfig(DictConfig):
     split: str = "test"
     type2_references: str = "lfw"
     type2_max_refs: int | None = 10
+    templates: str | Path | None = None
+    identities: str | Path | None = None
+    images: str | Path | None = None
+    layout: str = "chip"
     gallery_size: int = 24
     seed: int = 0
     cache_dir: str | Path | None | bool = None
@@ -106,6 +120,14 @@ def type2_references(test: FaceDataset, source: str = "lfw", data_root: str | Pa
     else:
         raise setting_error(ReconstructionError, "{type2_references} must be 'lfw' or 'split', got {got!r}",
                             got=source)
+    return references_in(test, pool, max_refs, seed)
+
+
+def references_in(test: FaceDataset, pool: FaceDataset, max_refs: int | None = 10,
+                  seed: int = 0) -> tuple[FaceDataset | None, np.ndarray]:
+    """:func:`type2_references` with the other images of each person taken from ``pool``."""
+    empty = np.zeros((0, 2), np.int64)
+    ids = test.labels("identity")
     by_id: dict[str, list[int]] = {}
     for j, i in enumerate(pool.labels("identity")):
         by_id.setdefault(i, []).append(j)
@@ -153,12 +175,13 @@ def attack_record(scores: np.ndarray, cosines: np.ndarray, thresholds: list[FMRT
                     for t in thresholds}}
 
 
-def control_record(emb: np.ndarray, templates: np.ndarray, test: FaceDataset, metric: str,
+def control_record(emb: np.ndarray, templates: np.ndarray, identities, metric: str,
                    thresholds: list[FMRThreshold]) -> dict | None:
-    """:func:`attack_record` of the reconstructions against other held-out people (None without identities)."""
-    if "identity" not in test.attributes:
+    """:func:`attack_record` of the reconstructions against other held-out people (``identities``: each
+    template's person; None without identities)."""
+    if identities is None:
         return None
-    ids = np.asarray(test.labels("identity"), dtype=str)
+    ids = np.asarray(identities, dtype=str)
     scores = control_scores(emb, templates, ids, metric)
     others = np.array([(ids != person).sum() for person in ids])  # row-major: each reconstruction's other-people scores
     record = attack_record(scores, np.zeros(0) if not len(scores) else control_scores(emb, templates, ids, "cosine"),
@@ -224,6 +247,19 @@ class AttackEvaluation:
             raise setting_error(ReconstructionError, "{fmrs} values must lie in (0, 1), got {got}", got=self.fmrs)
         check_positive(ReconstructionError, "max_images", c.max_images)
         check_choice(ReconstructionError, "impostors", c.impostors, IMPOSTOR_SETS)
+        if (c.templates is None) != (c.identities is None):
+            raise setting_error(ReconstructionError, "{templates} and {identities} go together: leaked templates "
+                                "are scored against their people's enrolment images")
+        if c.images is not None and c.templates is not None:
+            raise setting_error(ReconstructionError, "give {images} or {templates}, not both")
+        if c.images is not None and c.backbone_b is not None:
+            raise setting_error(ReconstructionError, "{backbone_b} is not available with {images} yet (the transfer "
+                                "reframes LFW-style frames)")
+        if c.templates is not None:
+            check_choice(ReconstructionError, "layout", c.layout, LAYOUTS)
+            if c.backbone_b is not None:
+                raise setting_error(ReconstructionError, "{backbone_b} needs the source images' frames, which "
+                                    "leaked templates ({templates}) do not have")
 
     @property
     def fmrs(self) -> list[float]:
@@ -242,6 +278,10 @@ class AttackEvaluation:
         decoder, config = load_trained_decoder(c.checkpoint, c.device)
         size = decoder.config.image_size
         net_a = rebuild_backbone(config, c.backbone, c.weights, c.device)
+        if c.templates is not None:
+            return self._run_leaked(decoder, config, net_a, started)
+        if c.images is not None:
+            return self._run_photos(decoder, config, net_a, started)
         tests = heldout_sets(config, c.split, c.data_root)
         notes = [f"evaluating the {c.split} images of {tests[0].name} only (also present: "
                  f"{', '.join(t.name for t in tests[1:])})"] if len(tests) > 1 else []
@@ -253,25 +293,123 @@ class AttackEvaluation:
             net_b = create_backbone(c.backbone_b, c.weights_b, device=c.device).requires_grad_(False).eval()
             side_b = self._measure(net_b, test, refs, size)
 
-        recon_u8 = to_uint8(decode(decoder, side_a.test.templates, c.batch_size))
-        chips = np.asarray(side_a.test.images)
-        ident = identity_scores(net_a, recon_u8, side_a.test.templates, c.batch_size)
-        type2 = side_a.type2_scores(ident["embeddings"], t2_pairs)
+        recon_u8, chips, ident, type2 = self._decode_and_score(decoder, side_a, t2_pairs)
         lp, ss = lpips_scores(recon_u8, chips, device=c.device), ssim_scores(recon_u8, chips)
         transfer = transfer_type1 = None
         if side_b is not None:
             transfer, transfer_type1 = self._transfer(side_b, side_a.net.spec, test, (recon_u8, chips), t2_pairs)
         results = self._configuration(config, (test, len(tests[0]), size), side_a, side_b)
-        results.update(attack=self._attack(side_a, test, ident, t2_pairs, type2, refs),
+        results.update(attack=self._attack(side_a, people(test), ident, t2_pairs, type2, refs),
                        transfer=transfer,
                        image_quality={"lpips_mean": finite_or_none(lp.mean()), "lpips_std": finite_or_none(lp.std()),
                                       "ssim_mean": finite_or_none(ss.mean()), "ssim_std": finite_or_none(ss.std()),
                                       "n": len(test)},
                        seconds=round(time.perf_counter() - started, 1))
-        results["attack"].update(mean_face_control=self._mean_face(decoder, side_a, test),
+        results["attack"].update(mean_face_control=self._mean_face(decoder, side_a, people(test)),
                                  reconstruction_spread=reconstruction_spread(recon_u8))
-        per_image = per_image_rows(test, ident, side_a.thresholds, t2_pairs, type2, (lp, ss), transfer_type1)
+        per_image = per_image_rows(image_keys(test), ident, side_a.thresholds, t2_pairs, type2, (lp, ss),
+                                   transfer_type1)
         return AttackResult(results, per_image, recon_u8, chips, lp, ss, side_a.thresholds, c.gallery_size, notes)
+
+    def _decode_and_score(self, decoder, side: BackboneTargets, t2_pairs: np.ndarray):
+        """(reconstructions as uint8, the test target chips, type-I identity scores, type-II scores and cosines)."""
+        c = self.config
+        recon_u8 = to_uint8(decode(decoder, side.test.templates, c.batch_size))
+        ident = identity_scores(side.net, recon_u8, side.test.templates, c.batch_size)
+        return recon_u8, np.asarray(side.test.images), ident, side.type2_scores(ident["embeddings"], t2_pairs)
+
+    def _run_photos(self, decoder, config: dict, net: FaceBackbone, started: float) -> AttackResult:
+        """The attack on a folder of uncropped photos, one sub-folder per person: faces detected and aligned,
+        type-I against each photo's own template, type-II against the person's other photos in the folder
+        (people with one photo: type-I only), thresholds from the folder's own cross-identity impostors."""
+        c = self.config
+        size = decoder.config.image_size
+        photos = aligned_people(c.images, net, c.cache_dir)
+        everyone = photos.dataset
+        every_target = self._targets(net, everyone, size)
+        scores = folder_scores(every_target.templates, everyone.labels("identity"), net.spec.verification_metric,
+                               str(c.images))
+        thresholds = thresholds_at_fmrs(scores, self.fmrs, c.impostors)
+        keep = subsample_indices(len(everyone), c.max_images, c.seed)
+        test = everyone.subset(keep)
+        refs, t2_pairs = references_in(test, everyone, self.max_refs, c.seed)
+        side = BackboneTargets(net, scores, thresholds, every_target.subset(keep), self._targets(net, refs, size))
+        recon_u8, chips, ident, type2 = self._decode_and_score(decoder, side, t2_pairs)
+        lp, ss = lpips_scores(recon_u8, chips, device=c.device), ssim_scores(recon_u8, chips)
+        results = self._configuration(config, (test, len(everyone), size), side, None)
+        results["configuration"].update(images=str(c.images), split=None, type2_references="the folder",
+                                        detection="probes.align.detect_and_align (largest face), aligned onto "
+                                                  f"{net.name}'s five-point template")
+        results["thresholds"] = {net.name: folder_threshold_record(scores, thresholds, str(c.images))}
+        results["data"].update(n_photos=len(everyone) + len(photos.missing),
+                               photos_without_face=[str(p) for p in photos.missing])
+        results.update(attack=self._attack(side, people(test), ident, t2_pairs, type2, refs), transfer=None,
+                       image_quality={"lpips_mean": finite_or_none(lp.mean()), "lpips_std": finite_or_none(lp.std()),
+                                      "ssim_mean": finite_or_none(ss.mean()), "ssim_std": finite_or_none(ss.std()),
+                                      "n": len(test)},
+                       seconds=round(time.perf_counter() - started, 1))
+        results["attack"].update(mean_face_control=self._mean_face(decoder, side, people(test)),
+                                 reconstruction_spread=reconstruction_spread(recon_u8))
+        names, ids, _ = image_keys(test)
+        sources = [str(photos.sources[i]) for i in keep]
+        per_image = per_image_rows((names, ids, sources), ident, thresholds, t2_pairs, type2, (lp, ss))
+        notes = [n for n in (photos.note(c.images),) if n]
+        return AttackResult(results, per_image, recon_u8, chips, lp, ss, thresholds, c.gallery_size, notes,
+                            gallery_note=PHOTOS_GALLERY_NOTE)
+
+    def _run_leaked(self, decoder, config: dict, net: FaceBackbone, started: float) -> AttackResult:
+        """The attack on leaked templates: type-I against each leaked template itself, type-II against its
+        person's enrolment images, the control and the mean face, at thresholds from LFW pairs with the leak's
+        identities left out; no image quality (there is no source image to compare with)."""
+        c = self.config
+        size = decoder.config.image_size
+        leak = read_leak(c.templates, c.identities, net.spec.embedding_size)
+        n_available = len(leak)
+        leak = leak.subset(subsample_indices(len(leak), c.max_images, c.seed))
+        refs, pairs = leak.enrolment(c.layout, self.max_refs, c.seed)
+        lfw = lfw_pair_scores(net, c.data_root, c.cache_dir, c.max_pairs, c.seed, c.progress, leak.identities)
+        thresholds = thresholds_at_fmrs(lfw, self.fmrs, c.impostors)
+        ref_targets = self._targets(net, refs, size)
+        # The gallery shows each reconstruction beside its person's first enrolment image (black without one).
+        shown = np.zeros((len(leak), size, size, 3), np.uint8)
+        for t in range(len(leak)):
+            mine = pairs[pairs[:, 0] == t, 1]
+            if len(mine):
+                shown[t] = ref_targets.images[mine[0]]
+        test = Targets(leak.templates, shown, leak.names(), "leaked", np.asarray(leak.identities, dtype=object))
+        side = BackboneTargets(net, lfw, thresholds, test, ref_targets)
+        recon_u8 = to_uint8(decode(decoder, leak.templates, c.batch_size))
+        ident = identity_scores(net, recon_u8, leak.templates, c.batch_size)
+        type2 = side.type2_scores(ident["embeddings"], pairs)
+        results = self._leak_configuration(config, leak, n_available, refs, side, size)
+        results.update(attack=self._attack(side, leak.identities, ident, pairs, type2, refs), transfer=None,
+                       image_quality=None, seconds=round(time.perf_counter() - started, 1))
+        results["attack"].update(mean_face_control=self._mean_face(decoder, side, leak.identities),
+                                 reconstruction_spread=reconstruction_spread(recon_u8))
+        keys = (leak.names(), leak.identities, [f"{leak.templates_file} row {i}" for i in range(len(leak))])
+        per_image = per_image_rows(keys, ident, thresholds, pairs, type2)
+        notes = [] if refs is not None else ["no enrolment images listed: type-I only"]
+        without = sum(1 for paths in leak.enrolment_paths if not paths)
+        if refs is not None and without:
+            notes.append(f"{without} of {len(leak)} templates have no enrolment image: type-I only for them")
+        return AttackResult(results, per_image, recon_u8, shown, None, None, thresholds, c.gallery_size, notes,
+                            gallery_note=LEAK_GALLERY_NOTE)
+
+    def _leak_configuration(self, config: dict, leak: Leak, n_available: int, refs: FaceDataset | None,
+                            side: BackboneTargets, size: int) -> dict:
+        """``results.json``'s configuration, data and thresholds for leaked templates."""
+        c = self.config
+        configuration = self._common_configuration(config)
+        configuration.update(templates=str(c.templates), identities=str(c.identities), enrolment_layout=c.layout,
+                             backbone_a={"name": side.net.name, "weights_id": side.net.weights_id,
+                                         "weights_key": weights_key(side.net)},
+                             type1="reconstruction vs the leaked template it was drawn from",
+                             type2="reconstruction vs the enrolment images of the template's identity")
+        return {"configuration": configuration, "checkpoint_config": config, "training": self._training(config),
+                "data": {"test_set": "leaked templates", "layout": c.layout, "n_test_images_available": n_available,
+                         "n_test_images": len(leak), "n_test_identities": len(set(leak.identities)),
+                         "n_enrolment_images": len(refs) if refs is not None else 0, "chip_size": size},
+                "thresholds": {side.net.name: threshold_record(side.lfw, side.thresholds)}}
 
     def _targets(self, net, dataset: FaceDataset | None, size: int) -> Targets | None:
         c = self.config
@@ -287,22 +425,21 @@ class AttackEvaluation:
         return BackboneTargets(net, lfw, thresholds, self._targets(net, test, size), self._targets(net, refs, size))
 
     @staticmethod
-    def _attack(side: BackboneTargets, test: FaceDataset, ident: dict, t2_pairs: np.ndarray,
+    def _attack(side: BackboneTargets, ids: list[str] | None, ident: dict, t2_pairs: np.ndarray,
                 type2: tuple[np.ndarray, np.ndarray], refs: FaceDataset | None) -> dict:
-        """The direct attack's records: the control, type-I and type-II."""
+        """The direct attack's records (``ids``: the person of each template): the control, type-I and type-II."""
         thr = side.thresholds
         recons = np.unique(t2_pairs[:, 0])
-        ids = people(test)
         n_people = len({ids[k] for k in recons}) if len(t2_pairs) and ids else 0
         type2_people = [ids[k] for k in t2_pairs[:, 0]] if ids and len(t2_pairs) else None
         return {"backbone": side.net.name, "metric": side.metric,
-                "control_other_people": control_record(ident["embeddings"], side.test.templates, test, side.metric,
+                "control_other_people": control_record(ident["embeddings"], side.test.templates, ids, side.metric,
                                                        thr),
                 "type_I": attack_record(ident["score"], ident["cosine"], thr, ids),
                 "type_II": dict(attack_record(*type2, thr, type2_people), n_reconstructions=len(recons),
                                 n_identities=n_people, n_reference_images=len(refs) if refs is not None else 0)}
 
-    def _mean_face(self, decoder, side: BackboneTargets, test: FaceDataset) -> dict:
+    def _mean_face(self, decoder, side: BackboneTargets, ids: list[str] | None) -> dict:
         """The decoder fed the mean template of the test images: one face scored against every test
         template at the same thresholds. A decoder whose SAR does not clearly beat this row draws an
         average face, not the person."""
@@ -312,7 +449,7 @@ class AttackEvaluation:
         emb = identity_scores(side.net, face, mean_template, c.batch_size)["embeddings"]
         scores, cosines = scores_and_cosines(np.repeat(emb, len(side.test.templates), 0), side.test.templates,
                                              side.metric)
-        record = attack_record(scores, cosines, side.thresholds, people(test))
+        record = attack_record(scores, cosines, side.thresholds, ids)
         record["what"] = "the decoder's face of the mean test template vs every test template (a constant face)"
         return record
 
@@ -334,12 +471,42 @@ class AttackEvaluation:
                       attack_record(*ceiling, thr),
                       what="A's real target chip (not a reconstruction), framed the same way, vs B's template "
                            "of the source: the best a perfect reconstruction could reach through this framing"),
-                  "control_other_people": control_record(emb, side.test.templates, test, side.metric, thr),
+                  "control_other_people": control_record(emb, side.test.templates, people(test), side.metric,
+                                                         thr),
                   "framing": "reconstruction put back at A's crop in the source frame, black elsewhere; "
                              "B applies its own crop for the layout",
                   "type_I": attack_record(*type1, thr),
                   "type_II": attack_record(*type2, thr)}
         return record, type1
+
+    def _common_configuration(self, config: dict) -> dict:
+        """What every ``results.json`` records of the configuration, whatever the attacked images."""
+        c = self.config
+        return {
+            "checkpoint": config["checkpoint"], "shipped": (config.get("shipped") or {}).get("name"),
+            "run": str(run_folder(config)), "step": config["step"],
+            "data_root": str(c.data_root or os.environ.get("FACEPROBE_DATA", "")), "max_images": c.max_images,
+            "subsample_seed": c.seed, "fmrs": self.fmrs, "impostors": c.impostors, "max_pairs": c.max_pairs,
+            "type2_max_refs": self.max_refs,
+            "device": str(c.device), "threads": torch.get_num_threads(), "batch_size": c.batch_size,
+            "reconstruction_input": "decoder output rounded to uint8 (as saved in a PNG), fed as a chip",
+            "ci": "95% percentile bootstrap over people (2,000 resamples of the test people); Wilson where a "
+                  "block has no identities",
+            "versions": provenance(),
+        }
+
+    @staticmethod
+    def _training(config: dict) -> dict:
+        """The decoder's training record: its run's ``summary.json``, or a shipped decoder's registry entry."""
+        shipped = config.get("shipped")
+        if shipped:
+            training = shipped.get("training") or {}
+            return {"step": training.get("steps"), "train_time_s": round(60 * training["minutes"], 1)
+                    if training.get("minutes") is not None else None, "shipped": shipped.get("name")}
+        summary_file = run_folder(config) / "summary.json"
+        train_summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+        return {k: train_summary.get(k) for k in ("step", "train_time_s", "n_train", "world_size",
+                                                  "last_validation") if k in train_summary}
 
     def _configuration(self, config: dict, data: tuple[FaceDataset, int, int], side_a: BackboneTargets,
                        side_b: BackboneTargets | None) -> dict:
@@ -347,22 +514,11 @@ class AttackEvaluation:
         ``data``: the test set, how many test images there were before subsampling, the chip size."""
         c = self.config
         test, n_available, size = data
-        run = run_folder(config)
-        summary_file = run / "summary.json"
-        train_summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-        configuration = {
-            "checkpoint": config["checkpoint"], "run": str(run), "step": config["step"], "split": c.split,
-            "data_root": str(c.data_root or os.environ.get("FACEPROBE_DATA", "")), "max_images": c.max_images,
-            "subsample_seed": c.seed, "fmrs": self.fmrs, "impostors": c.impostors, "max_pairs": c.max_pairs,
-            "type2_references": c.type2_references, "type2_max_refs": self.max_refs,
-            "device": str(c.device), "threads": torch.get_num_threads(), "batch_size": c.batch_size,
-            "reconstruction_input": "decoder output rounded to uint8 (as saved in a PNG), fed as a chip",
-            "lpips": "probes.perceptual.perceptual_distance, net alex (LPIPS v0.1)",
-            "ssim": "skimage.metrics.structural_similarity(channel_axis=-1, data_range=1.0), RGB in [0, 1]",
-            "ci": "95% percentile bootstrap over people (2,000 resamples of the test people); Wilson where a "
-                  "block has no identities",
-            "versions": provenance(),
-        }
+        configuration = self._common_configuration(config)
+        configuration.update(
+            split=c.split, type2_references=c.type2_references,
+            lpips="probes.perceptual.perceptual_distance, net alex (LPIPS v0.1)",
+            ssim="skimage.metrics.structural_similarity(channel_axis=-1, data_range=1.0), RGB in [0, 1]")
         thresholds = {side_a.net.name: threshold_record(side_a.lfw, side_a.thresholds)}
         if side_b is not None:
             thresholds[side_b.net.name] = threshold_record(side_b.lfw, side_b.thresholds)
@@ -371,9 +527,7 @@ class AttackEvaluation:
         configuration["backbone_a"] = {"name": side_a.net.name, "weights_id": side_a.net.weights_id,
                                        "weights_key": weights_key(side_a.net)}
         has_ids = "identity" in test.attributes
-        return {"configuration": configuration, "checkpoint_config": config,
-                "training": {k: train_summary.get(k) for k in ("step", "train_time_s", "n_train", "world_size",
-                                                               "last_validation") if k in train_summary},
+        return {"configuration": configuration, "checkpoint_config": config, "training": self._training(config),
                 "data": {"test_set": test.name, "layout": test.layout, "n_test_images_available": n_available,
                          "n_test_images": len(test),
                          "n_test_identities": len(set(test.labels("identity"))) if has_ids else None,

@@ -20,6 +20,11 @@ ATTACK_LABELS = {"type_I": "type-I", "type_II": "type-II", "control_other_people
 NO_RATE = {"ci_low": None, "ci_high": None, "threshold": None, "impostor_set": None, "n_impostors": None}
 GALLERY_NOTE = ("original = target chip (the backbone's crop of the held-out image); type-II cos and ok: over the "
                 "other images of the same person (n/a for people with one image).")
+PHOTOS_GALLERY_NOTE = ("original = the photo's face as detected and aligned for the backbone (its target chip); "
+                       "type-II cos and ok: over the person's other photos in the folder (n/a for people with one).")
+LEAK_GALLERY_NOTE = ("original = the first enrolment image of the template's identity (black when it has none), as "
+                     "the backbone crops it: the leaked template's own image is not known; type-I: against the "
+                     "leaked template; type-II cos and ok: over the identity's enrolment images.")
 
 
 @dataclass
@@ -31,11 +36,12 @@ class AttackResult:
     per_image: list[dict]
     reconstructions: np.ndarray
     chips: np.ndarray
-    lpips: np.ndarray
-    ssim: np.ndarray
+    lpips: np.ndarray | None  # None without source images (leaked templates)
+    ssim: np.ndarray | None
     thresholds: list[FMRThreshold]  # backbone A's, one per FMR
     gallery_size: int = 24
     notes: list[str] = field(default_factory=list)  # for the user: what was left out of the evaluation
+    gallery_note: str = GALLERY_NOTE
 
     def save(self, folder: str | Path, command: list[str] | None = None) -> None:
         folder = Path(folder)
@@ -44,8 +50,8 @@ class AttackResult:
         items, meta = self.gallery()
         write_grid(items, folder / "gallery.png")
         write_html(items, folder / "gallery.html",
-                   f"Decoder attack on {self.results['attack']['backbone']}: held-out reconstructions", meta,
-                   [GALLERY_NOTE])
+                   f"Decoder attack on {self.results['attack']['backbone']}: {self.results['data']['test_set']} "
+                   "reconstructions", meta, [self.gallery_note])
         write_json(folder / "results.json", {"command": command, **self.results})
 
     def gallery(self) -> tuple[list[GalleryItem], dict]:
@@ -65,7 +71,8 @@ class AttackResult:
             scores[f"type-II ok @{100 * first.fmr:g}%"] = (
                 f"{round(row[f'type2_accept_rate_fmr_{at}'] * row['type2_refs'])}/{row['type2_refs']}"
                 if row["type2_refs"] else "n/a")
-            scores["LPIPS"], scores["SSIM"] = row["lpips"], row["ssim"]
+            if "lpips" in row:
+                scores["LPIPS"], scores["SSIM"] = row["lpips"], row["ssim"]
             items.append(GalleryItem(row["name"], self.reconstructions[k], self.chips[k], scores))
         conf, data, attack = self.results["configuration"], self.results["data"], self.results["attack"]
         meta = {"checkpoint": f"{conf['checkpoint']} (step {conf['step']})",
@@ -73,24 +80,31 @@ class AttackResult:
                 f"threshold @ FMR {at}": f"{first.describe()} ({first.impostor_set} impostors, "
                                          f"n = {first.n_impostors})",
                 f"type-I SAR @ FMR {at}": percent(attack["type_I"]["sar"][at]),
-                f"type-II SAR @ FMR {at}": percent(attack["type_II"]["sar"][at]),
-                "mean LPIPS / SSIM": f"{self.lpips.mean():.4f} / {self.ssim.mean():.4f}"}
+                f"type-II SAR @ FMR {at}": percent(attack["type_II"]["sar"][at])}
+        if self.lpips is not None:
+            meta["mean LPIPS / SSIM"] = f"{self.lpips.mean():.4f} / {self.ssim.mean():.4f}"
         return items, meta
 
 
-def per_image_rows(test: FaceDataset, ident: dict, thresholds: list[FMRThreshold], type2_pairs: np.ndarray,
-                   type2: tuple[np.ndarray, np.ndarray], quality: tuple[np.ndarray, np.ndarray],
+def image_keys(test: FaceDataset) -> tuple[list[str], list, list[str]]:
+    """(a file-safe name, the identity or None, the source path) of each test image, for :func:`per_image_rows`."""
+    ids = test.labels("identity") if "identity" in test.attributes else [None] * len(test)
+    return source_names(test.paths), list(ids), [str(p) for p in test.paths]
+
+
+def per_image_rows(keys: tuple[list[str], list, list[str]], ident: dict, thresholds: list[FMRThreshold],
+                   type2_pairs: np.ndarray, type2: tuple[np.ndarray, np.ndarray],
+                   quality: tuple[np.ndarray, np.ndarray] | None = None,
                    transfer_type1: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict]:
-    """One ``per_image.csv`` row per test image: type-I scores and decisions, type-II (``type2``: scores and
-    cosines of ``type2_pairs``) mean cosine and acceptance rates, LPIPS and SSIM (``quality``), and the
-    transfer's type-I score and cosine."""
-    names = source_names(test.paths)
-    ids = test.labels("identity") if "identity" in test.attributes else np.array([None] * len(test))
+    """One ``per_image.csv`` row per attacked template (``keys``: :func:`image_keys`): type-I scores and
+    decisions, type-II (``type2``: scores and cosines of ``type2_pairs``) mean cosine and acceptance rates,
+    LPIPS and SSIM (``quality``, when there are source images), and the transfer's type-I score and cosine."""
+    names, ids, sources = keys
     t2_score, t2_cos = type2
     rows = []
-    for k in range(len(test)):
+    for k in range(len(names)):
         mine = type2_pairs[:, 0] == k
-        row = {"name": names[k], "identity": ids[k] or "", "source": str(test.paths[k]),
+        row = {"name": names[k], "identity": ids[k] or "", "source": sources[k],
                "type1_score": float(ident["score"][k]), "type1_cosine": float(ident["cosine"][k]),
                "type1_l2": float(ident["l2"][k])}
         for t in thresholds:
@@ -100,7 +114,8 @@ def per_image_rows(test: FaceDataset, ident: dict, thresholds: list[FMRThreshold
         for t in thresholds:
             row[f"type2_accept_rate_fmr_{t.fmr:g}"] = (float((t2_score[mine] >= t.threshold).mean())
                                                      if mine.any() else float("nan"))
-        row["lpips"], row["ssim"] = float(quality[0][k]), float(quality[1][k])
+        if quality is not None:
+            row["lpips"], row["ssim"] = float(quality[0][k]), float(quality[1][k])
         if transfer_type1 is not None:
             row["transfer_type1_score"] = float(transfer_type1[0][k])
             row["transfer_type1_cosine"] = float(transfer_type1[1][k])
@@ -142,8 +157,8 @@ def results_rows(results: dict) -> list[dict]:
         rows.append({"evaluation": kind, "backbone": block["backbone"], "metric": "mean_identity_cosine",
                      "attack": ATTACK_LABELS[attack], "fmr": None, "value": a["mean_cosine"], "accepted": None,
                      "n": a["n"], **NO_RATE, "step": step})
-    q = results["image_quality"]
-    for name in ("lpips", "ssim"):
+    q = results["image_quality"] or {}
+    for name in ("lpips", "ssim") if q else ():
         rows.append({"evaluation": "direct", "backbone": results["attack"]["backbone"], "metric": name.upper(),
                      "attack": None, "fmr": None, "value": q[f"{name}_mean"], "accepted": None, "n": q["n"],
                      **NO_RATE, "step": step})
@@ -167,9 +182,12 @@ def format_table(results: dict) -> str:
     a = results["attack"]
     q = results["image_quality"]
     cos2 = a["type_II"]["mean_cosine"]
+    quality = (f"LPIPS {q['lpips_mean']:.4f}; SSIM {q['ssim_mean']:.4f}" if q else
+               "no LPIPS/SSIM (no source images)")
     lines.append(f"mean identity cosine: type-I {a['type_I']['mean_cosine']:.4f}, type-II "
-                 f"{'n/a' if cos2 is None else f'{cos2:.4f}'}; LPIPS {q['lpips_mean']:.4f}; SSIM {q['ssim_mean']:.4f} "
-                 f"({q['n']} held-out images, {results['data']['n_test_identities']} people; type-II: "
+                 f"{'n/a' if cos2 is None else f'{cos2:.4f}'}; {quality} "
+                 f"({results['data']['n_test_images']} attacked templates of {results['data']['test_set']}, "
+                 f"{results['data']['n_test_identities']} people; type-II: "
                  f"{a['type_II']['n']} pairs from {a['type_II']['n_reconstructions']} reconstructions)")
     spread = a.get("reconstruction_spread") or {}
     if spread.get("across_people_std") is not None:

@@ -21,11 +21,12 @@ from probes.backbones import create_backbone
 from probes.cli import setting_error
 from probes.datasets import FaceDataset, load_lfw_people, load_utkface
 from probes.errors import DatasetError, FaceprobeError, preview
-from probes.training.checkpoints import CheckpointError, load_checkpoint, seed_everything
+from probes.training.checkpoints import CheckpointError, seed_everything
 
 from .checkpoint import load_decoder
 from .model import DecoderConfig, FaceDecoder, TemplateError
 from .settings import ReconstructionError
+from .shipped import decoder_state, run_of
 from .templates import weights_key
 
 RUN_PARTS = ("lfw", "utkface")
@@ -34,9 +35,9 @@ RUN_PARTS = ("lfw", "utkface")
 
 
 def run_folder(config: dict) -> Path:
-    """The run folder of a checkpoint loaded by :func:`load_decoder` (``RUN/checkpoints/x.pt`` -> ``RUN``)."""
-    ckpt = Path(config["checkpoint"])
-    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    """The run folder of a checkpoint loaded by :func:`load_decoder` (``RUN/checkpoints/x.pt`` -> ``RUN``; a
+    shipped decoder's: the registry folder, which holds its split file)."""
+    return run_of(config["checkpoint"])
 
 
 def load_trained_decoder(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[FaceDecoder, dict]:
@@ -48,7 +49,7 @@ def load_trained_decoder(checkpoint: str | Path, device: str | torch.device = "c
         if "center" not in str(exc) and "spread" not in str(exc):
             raise
         first = exc
-    state = load_checkpoint(checkpoint)
+    state = decoder_state(checkpoint)
     config = state["config"]
     weights = dict(state["models"]["decoder"])
     try:
@@ -151,10 +152,13 @@ def load_templates_file(path: str | Path, embedding_size: int) -> np.ndarray:
 
 
 def rebase_paths(paths: Sequence[str], recorded_root: str | None, data_root: str | Path | None) -> list[Path]:
-    """Paths recorded under the run's data root, moved under ``data_root`` when they are missing."""
+    """Paths recorded under the run's data root, moved under ``data_root`` when they are missing; relative
+    paths (a shipped decoder's split) are taken under ``data_root``."""
     out = []
     for p in map(Path, paths):
-        if not p.exists() and data_root is not None and recorded_root:
+        if not p.is_absolute() and data_root is not None:  # a shipped decoder's split: relative to the data
+            p = Path(data_root) / p
+        elif not p.exists() and data_root is not None and recorded_root:
             with contextlib.suppress(ValueError):  # not under the recorded root: keep it as it is
                 p = Path(data_root) / p.relative_to(recorded_root)
         out.append(p)

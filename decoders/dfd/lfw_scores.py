@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from probes.datasets import load_lfw_pairs
-from probes.verification import FMRThreshold, LFWScores, cross_identity_scores, pair_scores
+from probes.verification import (
+    FMRThreshold,
+    LFWScores,
+    cross_identity_scores,
+    pair_scores,
+    same_identity_scores,
+)
 
 from .settings import ReconstructionError, setting_error
 from .templates import compute_targets
@@ -63,3 +69,19 @@ def threshold_record(scores: LFWScores, thresholds: list[FMRThreshold]) -> dict:
                                   + (f", {scores.n_people_left_out} test people left out"
                                      if scores.n_people_left_out else ""),
             "at_fmr": {f"{t.fmr:g}": asdict(t) for t in thresholds}}
+
+
+def folder_scores(templates: np.ndarray, identities, metric: str, name: str) -> LFWScores:
+    """A folder's own verification scores, in the form of :func:`lfw_pair_scores`: every pair of its images of
+    the same person (genuine) and of different people (the cross-identity impostors; there is no protocol
+    file, so no mismatched pairs)."""
+    ids = np.asarray(identities, dtype=str)
+    return LFWScores(metric, same_identity_scores(templates, ids, metric), np.zeros(0),
+                     cross_identity_scores(templates, ids, metric), len(ids), len(set(ids)), name)
+
+
+def folder_threshold_record(scores: LFWScores, thresholds: list[FMRThreshold], folder: str) -> dict:
+    """:func:`threshold_record` of :func:`folder_scores`: what a folder's own thresholds rest on."""
+    return dict(threshold_record(scores, thresholds), pairs_file=None, n_pairs_used=0,
+                cross_identity_set=f"every pair of {folder}'s aligned photos of different people (the attacked "
+                                   "people's own photos: the folder is both the attack and its impostors)")

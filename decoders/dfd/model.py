@@ -36,6 +36,7 @@ from torch import nn
 from probes.config import DictConfig
 from probes.errors import FaceprobeError
 
+DECODER_KIND = "face-decoder"  # the ``kind`` of a decoder's checkpoints and shipped files
 NORMS = ("batch", "group", "none")
 UPSAMPLES = ("nearest", "bilinear")
 

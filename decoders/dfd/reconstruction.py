@@ -17,7 +17,7 @@ import numpy as np
 
 from probes.config import DictConfig
 from probes.datasets import LAYOUTS, load_folder
-from probes.images import save_png, to_uint8
+from probes.images import list_image_files, save_png, to_uint8
 from probes.outputs import finite_or_none, write_csv, write_json
 
 from .gallery import GalleryItem, write_grid, write_html
@@ -30,11 +30,14 @@ from .inputs import (
     rebuild_backbone,
     source_names,
 )
+from .photos import aligned_photos
 from .scoring import decode, identity_scores, lpips_scores
 from .settings import ReconstructionError, check_choice, check_positive, setting_error
 from .templates import compute_targets, weights_key
 
 INPUT_KINDS = ("images", "dataset", "templates")
+PHOTO_LAYOUT = "photo"  # uncropped photos: each face detected and aligned (decoders.dfd.photos)
+IMAGE_LAYOUTS = (*LAYOUTS, PHOTO_LAYOUT)
 RUN_DATASETS = ("lfw", "utkface")
 GALLERY_NOTE = ("original = the backbone's crop of the source image (the target chip the decoder learnt to draw); "
                 "cosine and L2 compare the source template with the template of the reconstruction as saved "
@@ -44,7 +47,8 @@ GALLERY_NOTE = ("original = the backbone's crop of the source image (the target 
 
 @dataclass(frozen=True)
 class ReconstructionConfig(DictConfig):
-    """What to reconstruct: exactly one of ``images`` (a folder framed as ``layout``), ``dataset``
+    """What to reconstruct: exactly one of ``images`` (a folder framed as ``layout``; ``photo``: uncropped
+    photos, each face detected and aligned), ``dataset``
     (``lfw``/``utkface`` of the run: its ``split`` test/val, or ``all``) and ``templates`` (``.npy``).
 
     ``max_images`` keeps the first N inputs; ``backbone`` (optional) refuses a checkpoint of another
@@ -138,7 +142,7 @@ class Reconstruction:
             raise setting_error(ReconstructionError, "give exactly one of {images}, {dataset} and {templates} (got "
                                 + got + ")")
         check_positive(ReconstructionError, "max_images", c.max_images)
-        check_choice(ReconstructionError, "layout", c.layout, LAYOUTS)
+        check_choice(ReconstructionError, "layout", c.layout, IMAGE_LAYOUTS)
         check_positive(ReconstructionError, "gallery_size", c.gallery_size)
 
     def run(self) -> ReconstructionResult:
@@ -182,7 +186,16 @@ class Reconstruction:
     def _image_inputs(self, config: dict, net, decoder) -> tuple:
         """(templates, target chips, source paths, names, inputs record) of an image folder or a run's data set."""
         c = self.config
-        if c.images is not None:
+        sources = None
+        if c.images is not None and c.layout == PHOTO_LAYOUT:
+            root = Path(c.images)
+            photos = aligned_photos(list_image_files(root)[:c.max_images], net, cache_dir=c.cache_dir,
+                                    name=root.name or "photos")
+            dataset, sources = photos.dataset, photos.sources
+            inputs = {"images": str(root.absolute()), "layout": c.layout,
+                      "detection": f"probes.align.detect_and_align (largest face) onto {net.name}'s template",
+                      "photos_without_face": [str(p) for p in photos.missing]}
+        elif c.images is not None:
             dataset = load_folder(c.images, layout=c.layout)
             root = Path(c.images)
             inputs = {"images": str(Path(c.images).absolute()), "layout": c.layout}
@@ -198,5 +211,5 @@ class Reconstruction:
         targets = compute_targets(net, dataset, decoder.config.image_size, cache_dir=c.cache_dir, progress=c.progress)
         templates = check_templates(targets.templates, decoder.config.embedding_size,
                                     f"templates of {dataset.name} from {net.name}")
-        return (templates, np.asarray(targets.images), [str(p) for p in dataset.paths],
-                source_names(dataset.paths, root), inputs)
+        sources = sources or dataset.paths
+        return (templates, np.asarray(targets.images), [str(p) for p in sources], source_names(sources, root), inputs)
