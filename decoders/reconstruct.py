@@ -77,8 +77,8 @@ def reconstruct(args, command: list[str]) -> None:
     result = run_and_save(Reconstruction(config), args, command)
     missing = result.summary["inputs"].get("photos_without_face")
     if missing:
-        print(f"{COMMAND}: note: no face detected in {len(missing)} photo(s), left out: {', '.join(missing[:10])}"
-              + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""), file=sys.stderr)
+        log.warning(f"no face detected in {len(missing)} photo(s), left out: {', '.join(missing[:10])}"
+                    + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
     out = Path(args.out).absolute()
     m = result.means
     lp = "n/a" if m["lpips"] is None else f"{m['lpips']:.4f}"

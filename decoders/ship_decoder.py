@@ -13,6 +13,7 @@ entry: sha256, the training command, steps, minutes, data and licence notes. The
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ DATA_TERMS = {
     "lfw": "LFW (press photographs of public figures, for research; the shared copy is grayscale)",
     "utkface": "UTKFace crop_part1 (non-commercial research only)",
 }
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,9 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     def run(args) -> int:
         entry = ship(DecoderShipConfig(Path(args.run), args.name, args.description, args.machine))
-        print(f"shipped {entry.name}: {DECODERS.folder / entry.file} ({entry.training['bytes']} bytes, "
-              f"sha256 {entry.sha256[:12]}...), step {entry.training['steps']}, "
-              f"{entry.training['minutes']} training minutes")
+        log.info(f"shipped {entry.name}: {DECODERS.folder / entry.file} ({entry.training['bytes']} bytes, "
+                 f"sha256 {entry.sha256[:12]}...), step {entry.training['steps']}, "
+                 f"{entry.training['minutes']} training minutes")
         return 0
 
     return cli.run_command(build_parser(), run, argv)
