@@ -109,9 +109,11 @@ def build_parser():
                    help="other images of a person: all of LFW's, or only the split's")
     p.add_argument("--type2-max-refs", type=int, default=10, help="per reconstruction (0 = all)")
     p.add_argument("--images", help="folder of uncropped photos, one sub-folder per person (instead of the run's "
-                                    "held-out images)")
-    p.add_argument("--templates", help="leaked templates: .npy file of N x d templates (needs --identities)")
-    p.add_argument("--identities", help="CSV, one row per template: identity, enrolment (image paths, ';'-separated)")
+                                    "held-out images; default: the run's held-out images)")
+    p.add_argument("--templates", help="leaked templates: .npy file of N x d templates (needs --identities; "
+                                       "default: none, reconstruct from images)")
+    p.add_argument("--identities", help="CSV, one row per template: identity, enrolment (image paths, ';'-separated; "
+                                        "default: none)")
     p.add_argument("--layout", default="chip", choices=LAYOUTS,
                    help="with --templates: how the enrolment images are framed (chip = already the backbone's crop)")
     p.add_argument("--gallery-size", type=int, default=24, help="held-out reconstructions shown in the gallery")

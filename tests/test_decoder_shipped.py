@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,3 +142,19 @@ def test_the_decoder_learns_the_colour_of_its_targets():
         optimiser.step()
     drawn = decode(decoder, templates.numpy()).mean((2, 3))
     assert (drawn - colours).abs().max() < 0.1  # red, green, blue and gray faces, each in its own colour
+
+
+def test_rebase_paths_keeps_existing_relative_paths_and_moves_missing_ones(tmp_path, monkeypatch):
+    from decoders.dfd.inputs import rebase_paths
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "lfw_home").mkdir(parents=True)
+    (tmp_path / "data" / "lfw_home" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "moved" / "lfw_home").mkdir(parents=True)
+    (tmp_path / "moved" / "lfw_home" / "b.jpg").write_bytes(b"x")
+    # A run trained with a relative --data-root records relative paths that exist as they are.
+    assert rebase_paths(["data/lfw_home/a.jpg"], "data", "data") == [Path("data/lfw_home/a.jpg")]
+    # Missing under the recorded root: moved under the new root.
+    assert rebase_paths(["data/lfw_home/b.jpg"], "data", "moved") == [Path("moved/lfw_home/b.jpg")]
+    # A shipped split: relative to the data root.
+    assert rebase_paths(["lfw_home/b.jpg"], None, "moved") == [Path("moved/lfw_home/b.jpg")]

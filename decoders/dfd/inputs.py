@@ -152,17 +152,27 @@ def load_templates_file(path: str | Path, embedding_size: int) -> np.ndarray:
 
 
 def rebase_paths(paths: Sequence[str], recorded_root: str | None, data_root: str | Path | None) -> list[Path]:
-    """Paths recorded under the run's data root, moved under ``data_root`` when they are missing; relative
-    paths (a shipped decoder's split) are taken under ``data_root``."""
+    """Each recorded path as it is when it exists; else moved from the run's data root under ``data_root``,
+    or, if relative and not under the recorded root (a shipped decoder's split), taken under ``data_root``."""
     out = []
     for p in map(Path, paths):
-        if not p.is_absolute() and data_root is not None:  # a shipped decoder's split: relative to the data
-            p = Path(data_root) / p
-        elif not p.exists() and data_root is not None and recorded_root:
-            with contextlib.suppress(ValueError):  # not under the recorded root: keep it as it is
+        if p.exists() or data_root is None:  # where the run found it (a run given a relative --data-root too)
+            pass
+        elif recorded_root and _is_under(p, recorded_root):
+            with contextlib.suppress(ValueError):
                 p = Path(data_root) / p.relative_to(recorded_root)
+        elif not p.is_absolute():  # a shipped decoder's split: relative to the data
+            p = Path(data_root) / p
         out.append(p)
     return out
+
+
+def _is_under(path: Path, root: str) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False
 
 
 def read_split_file(config: dict) -> tuple[Path, dict]:
