@@ -66,7 +66,7 @@ def test_plot_returns_a_figure():
     features, labels = _synthetic(200)
     table = expressivity_sweep(features, labels, estimator_params=FAST, progress=False)
     fig = plot_expressivity(table, title="t")
-    assert fig.axes and fig.axes[0].get_title() == "probe"
+    assert fig.axes and fig.axes[0].get_title() == "estimator: probe"
     assert len(fig.axes[0].lines) == 1
 
 

@@ -275,8 +275,10 @@ def test_command_writes_figures_strips_and_tables(tiny_run, tmp_path, capsys):
     assert conf["drift"]["pgd_steps"] == 1 and results["threshold"]["fmr"] == 0.01
     assert results["data"]["n_images"] == 3 and len(results["summary"]) == len(pd.read_csv(out / "summary.csv"))
     files = {p.name for p in out.iterdir()}
-    expected = {f"drift_{f}.png" for f in ("occlusion", "fgsm", "pgd")} | {
-        "drift_attacks.png", "strip_occlusion_eyes.png", "strip_occlusion_mouth.png",
+    # Figures come as PNG, PDF and SVG (probes.outputs.save_figure); the face strips are PNG only.
+    figures = [f"drift_{f}" for f in ("occlusion", "fgsm", "pgd", "attacks")]
+    expected = {f"{name}.{ext}" for name in figures for ext in ("png", "pdf", "svg")} | {
+        "strip_occlusion_eyes.png", "strip_occlusion_mouth.png",
         "strip_fgsm.png", "strip_pgd.png", "results.csv", "summary.csv", "results.json"}
     assert files == expected
     strip = Image.open(out / "strip_fgsm.png")
@@ -290,7 +292,8 @@ def test_command_writes_figures_strips_and_tables(tiny_run, tmp_path, capsys):
              "--families", "scaling", "--strengths", "scaling=1,0.8", "--threshold", "-0.5", "--strip-images", "0",
              "--cache-dir", str(tiny_run["cache"]), "--no-progress", "--out", str(out)]
     assert main(small + ["--overwrite"]) == 0
-    assert {p.name for p in out.iterdir()} == {"drift_scaling.png", "results.csv", "summary.csv", "results.json"}
+    assert {p.name for p in out.iterdir()} == {"drift_scaling.png", "drift_scaling.pdf", "drift_scaling.svg",
+                                               "results.csv", "summary.csv", "results.json"}
     assert json.loads((out / "results.json").read_text())["threshold"]["source"] == "given (--threshold)"
     # Bad strengths and families: a clear error before any work, nothing written.
     assert main(small[:-1] + [str(tmp_path / "o2"), "--strengths", "rotation=500"]) == 2
