@@ -37,8 +37,11 @@ from _timing import load_average, write_record
 
 from probes.align import DETECTORS, create_detector, selection_values
 from probes.datasets import load_lfw_people, load_utkface
+from probes.labellers.ssd import SsdFaceDetector
 
 RULES = ("score-centre", "largest")
+# Detectors measured beside DETECTORS' settings: the SSD as face-api runs it (one pass, no border).
+EXTRA = {"ssd-faceapi": {}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-lfw", type=int, default=1000)
     parser.add_argument("--n-utk", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
+    parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=[*DETECTORS, *EXTRA],
+                        help="names of probes.align.DETECTORS, or ssd-faceapi: the SSD with face-api's own settings")
     parser.add_argument("--off-centre", type=float, default=0.2,
                         help="a chosen box centre farther than this x the image side from the centre is off")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -84,14 +88,14 @@ def measure(detector, images: np.ndarray, batch_size: int, off_centre: float, la
 
 
 def print_table(record: dict) -> None:
-    print(f"{'detector':<8} {'data':<8} {'images':>6} {'found':>14} {'first pass':>10} {'multi':>6} "
+    print(f"{'detector':<11} {'data':<8} {'images':>6} {'found':>14} {'first pass':>10} {'multi':>6} "
           f"{'off-centre (score-centre / largest)':>36} {'img/s':>7}")
     for r in record["rows"]:
         pct = 100 * r["found"] / r["images"]
         off = " / ".join(f"{r[f'off_centre_{rule}']} ({100 * r[f'off_centre_{rule}'] / max(r['found'], 1):.1f}%)"
                          for rule in RULES)
-        print(f"{r['detector']:<8} {r['data']:<8} {r['images']:>6} {r['found']:>6} ({pct:5.1f}%) {r['first_pass']:>10} "
-              f"{r['multi']:>6} {off:>36} {r['images_per_s']:>7.2f}")
+        print(f"{r['detector']:<11} {r['data']:<8} {r['images']:>6} {r['found']:>6} ({pct:5.1f}%) "
+              f"{r['first_pass']:>10} {r['multi']:>6} {off:>36} {r['images_per_s']:>7.2f}")
     print(f"load average {record['load_average_before']:.2f} before, {record['load_average_after']:.2f} after; "
           f"{record['threads']} torch thread(s) on {record['cpus']} CPUs")
 
@@ -106,8 +110,9 @@ def main(argv=None) -> int:
               "torch": torch.__version__, "python": platform.python_version(),
               "load_average_before": load_average(), "detectors": {}, "rows": []}
     for name in args.detectors:
-        detector = create_detector(name)
-        record["detectors"][name] = {"class": type(detector).__name__, **{k: v for k, v in DETECTORS[name][1].items()}}
+        settings = EXTRA[name] if name in EXTRA else DETECTORS[name][1]
+        detector = SsdFaceDetector(**settings) if name in EXTRA else create_detector(name)
+        record["detectors"][name] = {"class": type(detector).__name__, **settings}
         for data_name, images in data.items():
             row = {"detector": name, "data": data_name,
                    **measure(detector, images, args.batch_size, args.off_centre, f"{name} {data_name}"),
