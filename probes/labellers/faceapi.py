@@ -96,22 +96,24 @@ def faceapi_to_state(tensors: Mapping[str, np.ndarray], source: str) -> dict[str
     return state
 
 
-def load_faceapi_weights(net: nn.Module, manifest: str, shard: str, weights: str | Path | None = None) -> str:
+def load_faceapi_weights(net: nn.Module, manifest: str, shard: str, weights: str | Path | None = None,
+                         to_state=faceapi_to_state) -> str:
     """Load a face-api manifest (default: the pinned, cached one) or a PyTorch state dict.
 
+    ``to_state(tensors, source)`` maps the manifest's tensor names to ``net``'s state-dict keys.
     Returns a weights id: the pinned shard's sha256, or the given file's.
     """
     if weights is None:
         manifest_path = weight_store.weight_path(manifest)
         weight_store.weight_path(shard)  # verifies the shard's hash too
-        load_named_tensors(net, faceapi_to_state(read_weights_manifest(manifest_path), str(manifest_path)),
+        load_named_tensors(net, to_state(read_weights_manifest(manifest_path), str(manifest_path)),
                            str(manifest_path))
         return weight_store.WEIGHT_FILES[shard].sha256
     weights = Path(weights)
     if not weights.is_file():
         raise WeightFileError(f"weight file {weights} does not exist")
     if weights.suffix == ".json":
-        load_named_tensors(net, faceapi_to_state(read_weights_manifest(weights), str(weights)), str(weights))
+        load_named_tensors(net, to_state(read_weights_manifest(weights), str(weights)), str(weights))
     else:
         load_named_tensors(net, read_torch_state(weights), str(weights))
     return weight_store.sha256_of(weights)
