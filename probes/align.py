@@ -7,8 +7,9 @@ rotation + uniform scale + shift, no reflection), and the image is warped.
 
 Faces anywhere in an image (not cropped at all) go through
 :func:`detect_and_align` / :meth:`FaceAligner.align_unaligned`: a face detector
-finds them (face-api.js's SSD MobileNet V1 by default, its TinyFaceDetector by
-name: :data:`DETECTORS`), one face per image is chosen by a stated rule
+finds them (by default face-api.js's TinyFaceDetector, and its SSD MobileNet V1
+where that finds nothing; either alone by name: :data:`DETECTORS`), one face per
+image is chosen by a stated rule
 (:data:`SELECT_RULES`), the 68-landmark net runs on a square box around it, and
 the five points are warped onto the template as above.
 """
@@ -34,20 +35,26 @@ from .labellers.ssd import SsdFaceDetector
 
 # The detectors :func:`detect_and_align` builds by name: (class, settings). Both of face-api's
 # detectors miss faces that fill their input, so both get a black border of ``pad`` x the longer side:
-# - "ssd" (the default): SSD MobileNet V1 at 512 x 512. It finds faces best when they span roughly
+# - "ssd": SSD MobileNet V1 at 512 x 512. It finds faces best when they span roughly
 #   15-35% of its input: on 60 seeded LFW frames / 60 UTKFace crops a border of 0.25 found 58 / 37,
 #   0.5 58 / 56, 0.75 60 / 58 and 1.0 50 / 60 (without a border face-api misses many LFW faces).
 #   A border shrinks small faces out of reach, so every image also gets a pass without one (a group
 #   photo's faces), merged by NMS: two passes per image. Images where neither finds a face are tried
-#   again with a border of 1.5 (a crop that is all face); benchmarks/detectors.py measures it.
-# - "tiny": TinyFaceDetector at 224; the border found a face in 199/200 UTKFace crops and 199/200 LFW
-#   frames (face-api's 416 without a border: 28/200 and 186/200). For small faces in large photos build
+#   again with a border of 1.5 (a crop that is all face). About 0.3 CPU-s per image.
+# - "tiny": TinyFaceDetector at 224 (about 30 times faster); the border found a face in 199/200 UTKFace
+#   crops and 199/200 LFW frames (face-api's 416 without a border: 28/200 and 186/200); images where it
+#   finds nothing are tried again with a border of 1.0 (3 of the 4 UTKFace crops that the tiny detector
+#   at 0.5 and the SSD both missed in a 300-crop sample). For small faces in large photos build
 #   ``FaceDetector(input_size=416)`` (or 608) and pass it instead.
+# - "tiny+ssd" (the default): the tiny detector, and the SSD on the images it finds nothing in
+#   (:class:`CascadeDetector`; :attr:`DetectedFaces.found_by` says which found each face). On clean
+#   portraits it costs about what the tiny detector costs and finds more than either alone;
+#   benchmarks/detectors.py measures all three (benchmarks/README.md).
 DETECTORS: dict[str, tuple[type, dict]] = {
     "ssd": (SsdFaceDetector, {"pad": 0.75, "merge_pads": (0.0,), "fallback_pads": (1.5,)}),
-    "tiny": (FaceDetector, {"input_size": 224, "pad": 0.5}),
+    "tiny": (FaceDetector, {"input_size": 224, "pad": 0.5, "fallback_pads": (1.0,)}),
 }
-DEFAULT_DETECTOR = "ssd"
+DEFAULT_DETECTOR = "tiny+ssd"
 # How one face is chosen among an image's detections (see :meth:`FaceAligner.align_unaligned`).
 SELECT_RULES = ("score-centre", "largest", "best", "centre")
 DEFAULT_SELECT = "score-centre"
@@ -134,7 +141,10 @@ class FaceAligner:
         if not box_scale > 0:
             raise ValueError(f"box_scale must be positive, got {box_scale}")
         arrays, names = _image_list(images, names)
-        all_boxes = self.detector.detect_batch(arrays, batch_size=batch_size)
+        if hasattr(self.detector, "detect_with_pads"):
+            all_boxes, passes = self.detector.detect_with_pads(arrays, batch_size=batch_size)
+        else:  # any object with detect_batch will do
+            all_boxes, passes = self.detector.detect_batch(arrays, batch_size=batch_size), [None] * len(arrays)
         missing = _check_missing(all_boxes, names, on_missing)
         kept = np.asarray([i for i in range(len(arrays)) if len(all_boxes[i])], dtype=np.int64)
         chosen = np.asarray([int(np.argmax(selection_values(all_boxes[i], arrays[i].shape[:2], select)))
@@ -147,7 +157,8 @@ class FaceAligner:
         missing_names = [names[i] if names is not None else i for i in missing]
         return DetectedFaces(chips, kept, np.asarray(missing, dtype=np.int64), missing_names, boxes, points, matrices,
                              detections=[all_boxes[i] for i in kept], chosen=chosen, select=select,
-                             shapes=[arrays[i].shape[:2] for i in kept])
+                             shapes=[arrays[i].shape[:2] for i in kept],
+                             found_by=[_found_by(self.detector, passes[i]) for i in kept])
 
     def align_landmarked(self, frames, landmarks68: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Chips of ``frames`` (uint8 H x W x 3 arrays, sizes may differ) warped onto this template from
@@ -204,6 +215,7 @@ class DetectedFaces:
     chosen: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (M,) row of detections[j] used
     select: str = DEFAULT_SELECT  # the rule that chose it
     shapes: list = field(default_factory=list)  # M (H, W) of the source images
+    found_by: list = field(default_factory=list)  # M strings: which detector (and border) found the faces
 
     def why(self, j: int) -> str:
         """One line saying which face of input ``index[j]`` was aligned and why."""
@@ -212,10 +224,11 @@ class DetectedFaces:
         h, w = self.shapes[j]
         where = (f"box ({x0:.0f}, {y0:.0f})-({x1:.0f}, {y1:.0f}), score {score:.3f}, centre "
                  f"{math.hypot((x0 + x1 - w) / 2, (y0 + y1 - h) / 2):.0f} px from the image centre")
+        by = f" by {self.found_by[j]}" if self.found_by else ""
         if len(found) == 1:
-            return f"image {self.index[j]}: the only face found: {where}"
+            return f"image {self.index[j]}: the only face found{by}: {where}"
         values = selection_values(found, (h, w), self.select)
-        return (f"image {self.index[j]}: {len(found)} faces found; chose detection {self.chosen[j]} by "
+        return (f"image {self.index[j]}: {len(found)} faces found{by}; chose detection {self.chosen[j]} by "
                 f"{self.select!r} ({SELECT_MEANING[self.select]} {values[self.chosen[j]]:.3g}; next best "
                 f"{np.sort(values)[-2]:.3g}): {where}")
 
@@ -236,8 +249,9 @@ def detect_and_align(images, backbone_or_template, size=None, detector=None, lan
 
     ``backbone_or_template``: a backbone or spec with ``align_template`` (its
     input size is used), or a 5 x 2 template in chip pixels with ``size`` =
-    (H, W). ``detector``: a name in :data:`DETECTORS` (default ``"ssd"``;
-    ``"tiny"`` for face-api's TinyFaceDetector) or a detector object.
+    (H, W). ``detector``: a name in :data:`DETECTORS` (default ``"tiny+ssd"``:
+    the tiny detector, then the SSD where it finds nothing; ``"ssd"`` or
+    ``"tiny"`` alone) or a detector object.
     ``result.chips`` are the aligned chips; see
     :meth:`FaceAligner.align_unaligned` for the other arguments (``options``
     carries ``select``, ``box_scale`` and ``batch_size``).
@@ -253,6 +267,12 @@ def detect_and_align(images, backbone_or_template, size=None, detector=None, lan
     options = options or DetectionOptions()
     return aligner.align_unaligned(images, select=options.select, on_missing=on_missing, names=names,
                                    box_scale=options.box_scale, batch_size=options.batch_size)
+
+
+def _found_by(detector, found) -> str:
+    """Which detector and border found an image's faces, in words (``found``: its ``detect_with_pads`` entry)."""
+    name, pad = found if isinstance(found, tuple) else (getattr(detector, "name", type(detector).__name__), found)
+    return name if pad is None else f"{name} (border {pad:g})"
 
 
 def _check_missing(all_boxes: list[np.ndarray], names, on_missing: str) -> list[int]:
@@ -326,13 +346,66 @@ def selection_values(boxes: np.ndarray, shape: tuple[int, int], select: str) -> 
     return -dist
 
 
-def create_detector(name: str = DEFAULT_DETECTOR, **overrides) -> BoxDetector:
+def create_detector(name: str = DEFAULT_DETECTOR, **overrides):
     """The face detector called ``name`` in :data:`DETECTORS`, with its settings (``overrides`` win)."""
     try:
         cls, settings = DETECTORS[name]
     except KeyError:
         raise UnknownNameError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}") from None
     return cls(**{**settings, **overrides})
+
+
+class CascadeDetector:
+    """Detectors tried in turn: an image's faces are those of the first detector that finds any.
+
+    ``stages``: names in :data:`DETECTORS` (or ``(name, detector)`` pairs); ``overrides`` (e.g.
+    ``device``) go to every stage built by name. Each later stage sees only the images all earlier
+    ones found nothing in, so it costs time only there. :meth:`detect_with_pads` says which stage
+    (and which of its borders) found each image's faces.
+    """
+
+    name = "cascade"
+
+    def __init__(self, stages=("ssd", "tiny"), **overrides):
+        built = [(s, create_detector(s, **overrides)) if isinstance(s, str) else tuple(s) for s in stages]
+        if not built:
+            raise ValueError("a cascade needs at least one detector")
+        self.stages: list[tuple[str, BoxDetector]] = built
+
+    @property
+    def found_by(self) -> list[str]:
+        """The stage names, in the order they are tried."""
+        return [name for name, _ in self.stages]
+
+    def detect(self, image) -> np.ndarray:
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images, batch_size: int = 16) -> list[np.ndarray]:
+        return self.detect_with_pads(images, batch_size)[0]
+
+    def detect_with_pads(self, images, batch_size: int = 16) -> tuple[list[np.ndarray], list]:
+        """Each image's (K, 5) boxes and ``(stage name, border)`` of the stage that found them, or None."""
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            raise ImageError("detect_batch takes a list of images or an N x H x W x 3 array; "
+                             "use detect() for one image")
+        images = list(images)
+        results = [np.zeros((0, 5)) for _ in images]
+        found: list = [None] * len(images)
+        todo = list(range(len(images)))
+        for name, detector in self.stages:
+            if not todo:
+                break
+            boxes, pads = detector.detect_with_pads([images[i] for i in todo], batch_size)
+            for i, b, pad in zip(todo, boxes, pads):
+                if pad is not None:
+                    results[i], found[i] = b, (name, pad)
+            todo = [i for i in todo if found[i] is None]
+        return results, found
+
+
+# Cascades of the detectors above (see :class:`CascadeDetector`): "tiny+ssd" runs the tiny detector and
+# the SSD only on the images it finds nothing in.
+DETECTORS["tiny+ssd"] = (CascadeDetector, {"stages": ("tiny", "ssd")})
 
 
 def _square_crop(image: np.ndarray, box: np.ndarray, box_scale: float):

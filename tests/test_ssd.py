@@ -233,13 +233,19 @@ def _iou(a, b):
 
 
 @pytest.mark.data
-def test_default_detector_is_the_ssd_and_tiny_is_selectable(landmarks):
-    assert DEFAULT_DETECTOR == "ssd" and set(DETECTORS) == {"ssd", "tiny"}
+def test_default_detector_is_the_cascade_and_each_detector_is_selectable(landmarks):
+    from probes.align import CascadeDetector
     from probes.geometry import ARCFACE_TEMPLATE_112
 
-    assert isinstance(FaceAligner(ARCFACE_TEMPLATE_112, (112, 112), landmarks=landmarks).detector, SsdFaceDetector)
+    assert DEFAULT_DETECTOR == "tiny+ssd" and set(DETECTORS) == {"ssd", "tiny", "tiny+ssd"}
+    default = FaceAligner(ARCFACE_TEMPLATE_112, (112, 112), landmarks=landmarks).detector
+    assert isinstance(default, CascadeDetector) and default.found_by == ["tiny", "ssd"]
+    assert isinstance(default.stages[1][1], SsdFaceDetector)
     tiny = FaceAligner(ARCFACE_TEMPLATE_112, (112, 112), landmarks=landmarks, detector="tiny").detector
     assert isinstance(tiny, FaceDetector) and tiny.input_size == 224 and tiny.pad == 0.5
+    assert tiny.fallback_pads == (1.0,)
+    ssd = FaceAligner(ARCFACE_TEMPLATE_112, (112, 112), landmarks=landmarks, detector="ssd").detector
+    assert isinstance(ssd, SsdFaceDetector)
 
 
 @pytest.mark.data
@@ -305,3 +311,99 @@ def test_detect_and_align_with_the_ssd_puts_eyes_on_the_template(padded_ssd, lan
     points = five_points(landmarks.predict(result.chips, layout="chip"))
     eye_error = np.linalg.norm(points[:, :2] - np.asarray(spec.align_template)[:2], axis=2)
     assert eye_error.max() < 6.0 and eye_error.mean() < 4.0, eye_error
+
+
+# ---- the fast path gives the plain path's numbers -------------------------------------------------
+
+
+def test_same_conv_pads_itself_only_where_tf_same_is_symmetric():
+    from probes.labellers.faceapi import SameConv2d, pad_same
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 9, 8)
+    for stride, symmetric in ((1, True), (2, False)):
+        conv = SameConv2d(4, 4, 3, stride, groups=4)
+        assert conv.pads_itself is symmetric
+        expected = torch.nn.functional.conv2d(pad_same(x, 3, stride), conv.weight, conv.bias, stride, groups=4)
+        torch.testing.assert_close(conv(x), expected, rtol=0, atol=1e-6)
+
+
+def test_depthwise_layer_folds_its_batch_norm_exactly():
+    from probes.labellers.ssd import DepthwiseConv
+
+    torch.manual_seed(1)
+    layer = DepthwiseConv(6, stride=2)
+    bn = layer.batch_norm
+    bn.scale.uniform_(0.5, 2.0)
+    bn.offset.normal_()
+    bn.mean.normal_()
+    bn.variance.uniform_(0.1, 3.0)
+    x = torch.randn(2, 6, 10, 10) * 3
+    plain = torch.clamp(torch.nn.functional.batch_norm(layer.conv(x), bn.mean, bn.variance, bn.scale, bn.offset,
+                                                       False, 0.0, bn.eps), 0, 6)
+    assert (plain > 0).any() and (plain < 6).any() and (plain == 6).any()  # all three parts of ReLU6 are used
+    torch.testing.assert_close(layer(x), plain, rtol=1e-5, atol=1e-5)
+
+
+def test_one_image_per_pass_in_channels_last_gives_the_batched_numbers():
+    torch.manual_seed(2)
+    fast = SsdFaceDetector(pretrained=False)
+    plain = SsdFaceDetector(pretrained=False, forward_batch=None, channels_last=False)
+    plain.load_state_dict(fast.state_dict())
+    assert fast.forward_batch == 1 and fast.memory_format == torch.channels_last
+    x = torch.rand(3, 3, 512, 512) * 2 - 1
+    with torch.no_grad():
+        (boxes_a, scores_a), (boxes_b, scores_b) = fast(x), plain(x)
+    assert boxes_a.shape == (3, NUM_ANCHORS, 4) and scores_a.shape == (3, NUM_ANCHORS)
+    torch.testing.assert_close(boxes_a, boxes_b, rtol=0, atol=1e-4)
+    torch.testing.assert_close(scores_a, scores_b, rtol=0, atol=1e-5)
+    # images stay in their places: the second image alone gives the second row
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x[1:2])[1][0], scores_a[1], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="forward_batch"):
+        SsdFaceDetector(pretrained=False, forward_batch=0)
+
+
+# ---- cascades -------------------------------------------------------------------------------------
+
+
+class _FakeStage:
+    """Finds a face in the images whose top-left pixel is in ``finds``; remembers what it was shown."""
+
+    def __init__(self, finds, pad):
+        self.finds, self.pad, self.seen = set(finds), pad, []
+
+    def detect_with_pads(self, images, batch_size=16):
+        marks = [int(im[0, 0, 0]) for im in images]
+        self.seen.append(marks)
+        boxes = [np.array([[10.0, 10, 50, 50, 0.9]]) if m in self.finds else np.zeros((0, 5)) for m in marks]
+        return boxes, [self.pad if m in self.finds else None for m in marks]
+
+
+def test_cascade_tries_later_detectors_only_where_earlier_ones_found_nothing():
+    from probes.align import CascadeDetector
+
+    first, second = _FakeStage({0, 2}, 0.5), _FakeStage({1}, 0.75)
+    cascade = CascadeDetector([("fast", first), ("slow", second)])
+    images = [np.full((64, 64, 3), i, np.uint8) for i in range(4)]
+    boxes, found = cascade.detect_with_pads(images)
+    assert first.seen == [[0, 1, 2, 3]] and second.seen == [[1, 3]]
+    assert found == [("fast", 0.5), ("slow", 0.75), ("fast", 0.5), None]
+    assert [len(b) for b in boxes] == [1, 1, 1, 0] and cascade.found_by == ["fast", "slow"]
+    assert [len(b) for b in cascade.detect_batch(images)] == [1, 1, 1, 0]
+    with pytest.raises(ValueError, match="at least one detector"):
+        CascadeDetector([])
+    assert DETECTORS["tiny+ssd"][1] == {"stages": ("tiny", "ssd")}
+
+
+@pytest.mark.data
+def test_aligned_faces_say_which_detector_found_them(landmarks, faces):
+    from probes.align import CascadeDetector
+    from probes.geometry import ARCFACE_TEMPLATE_112
+
+    never = _FakeStage(set(), 0.5)
+    cascade = CascadeDetector([("never", never), "tiny"])
+    result = detect_and_align([faces["lfw"][0]], ARCFACE_TEMPLATE_112, (112, 112), detector=cascade,
+                              landmarks=landmarks)
+    assert result.found_by == ["tiny (border 0.5)"]
+    assert "the only face found by tiny (border 0.5)" in result.why(0)

@@ -44,13 +44,21 @@ def pad_same(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> t
 
 
 class SameConv2d(nn.Conv2d):
-    """``nn.Conv2d`` with TensorFlow's 'SAME' padding (asymmetric for stride 2)."""
+    """``nn.Conv2d`` with TensorFlow's 'SAME' padding (asymmetric for stride 2).
+
+    With stride 1 and an odd kernel 'SAME' pads (kernel - 1) / 2 on every side whatever the input
+    size, which the convolution does itself (no padded copy of the input); otherwise the input is
+    padded as TF does first.
+    """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = True):
-        super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=bias)
+        symmetric = stride == 1 and kernel % 2 == 1
+        super().__init__(cin, cout, kernel, stride, padding=kernel // 2 if symmetric else 0, groups=groups,
+                         bias=bias)
+        self.pads_itself = symmetric
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(pad_same(x, self.kernel_size[0], self.stride[0]))
+        return super().forward(x if self.pads_itself else pad_same(x, self.kernel_size[0], self.stride[0]))
 
 
 class SeparableConv(nn.Module):
