@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probes.align import FaceAligner
+from probes.align import DEFAULT_SELECT, FaceAligner
 from probes.backbones import create_backbone, list_backbones
 from probes.cli import add_data_root, make_parser, run_command
 from probes.datasets import load_lfw_people
@@ -119,8 +119,8 @@ def measure(args: argparse.Namespace, command: str) -> dict:
         done = min(lo + args.batch_size, len(paths))
         log.info(f"{done}/{len(paths)} images, {len(missing)} without a face, {time.time() - start:.0f} s")
     kept_ids = np.asarray(kept_ids, dtype=str)
-    alignment = (f"probes.align: TinyFaceDetector ({SELECT} face), 68 landmarks, five-point similarity onto the "
-                 "backbone's template (as probes.embed; probes.embed picks the largest face by default)")
+    alignment = (f"probes.align: {type(detector).__name__} ({SELECT} face), 68 landmarks, five-point similarity "
+                 f"onto the backbone's template (as probes.embed; probes.embed picks by {DEFAULT_SELECT!r} by default)")
     out = {}
     for name, net in backbones.items():
         record = measure_thresholds(np.concatenate(templates[name]), kept_ids, net.spec.verification_metric, args.fmrs)

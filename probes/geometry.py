@@ -112,6 +112,19 @@ def arcface_template(size: tuple[int, int]) -> np.ndarray:
     return np.stack([(ARCFACE_TEMPLATE_112[:, 0] - 56.0) * scale + w / 2.0, ARCFACE_TEMPLATE_112[:, 1] * scale], 1)
 
 
+LFW_FRAME_SIZE = (250, 250)
+
+
+def lfw_frame_template(size: tuple[int, int] = LFW_FRAME_SIZE) -> np.ndarray:
+    """Five points (x, y) where an LFW frame of ``size`` (H, W) has them on average: insightface's template
+    placed by :data:`ARCFACE_CROPS`' ``lfw`` crop (eyes at 44% of the height, 17% of the width apart, mouth
+    at 64%). Photos aligned onto it can be read with every backbone's ``lfw`` crop."""
+    top, left, height, width = ARCFACE_CROPS["lfw"]
+    h, w = size
+    return np.stack([(left + ARCFACE_TEMPLATE_112[:, 0] / 112.0 * width) * w,
+                     (top + ARCFACE_TEMPLATE_112[:, 1] / 112.0 * height) * h], 1)
+
+
 def five_points(landmarks68: np.ndarray) -> np.ndarray:
     """(N, 68, 2) iBUG points -> (N, 5, 2): image-left eye, image-right eye, nose tip, mouth corners."""
     pts = np.asarray(landmarks68, np.float64)

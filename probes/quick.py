@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .align import DETECTOR_DEFAULTS, DetectionOptions, detect_and_align
+from .align import DEFAULT_DETECTOR, DetectionOptions, create_detector, detect_and_align
 from .backbones import FaceBackbone, create_backbone
 from .errors import FaceprobeError, ImageError
 from .images import load_image
-from .labellers.detector import FaceDetector
+from .labellers.detector import BoxDetector
 from .labellers.landmarks import LandmarkDetector
 from .verification import (
     VerificationError,
@@ -216,9 +216,9 @@ def cached_backbone(name: str, device: str = "cpu") -> FaceBackbone:
 
 
 @functools.lru_cache(maxsize=2)
-def face_finders(device: str = "cpu") -> tuple[FaceDetector, LandmarkDetector]:
+def face_finders(device: str = "cpu") -> tuple[BoxDetector, LandmarkDetector]:
     """The face detector and the 68-landmark net :func:`embed` aligns with, built once per process."""
-    return FaceDetector(**DETECTOR_DEFAULTS, device=device), LandmarkDetector(device=device)
+    return create_detector(DEFAULT_DETECTOR, device=device), LandmarkDetector(device=device)
 
 
 def as_backbone(backbone: str | FaceBackbone, device: str | torch.device = "cpu") -> FaceBackbone:
@@ -253,9 +253,10 @@ def embed(images, backbone: str | FaceBackbone = "dlib-resnet29", *, layout: str
 
     ``layout=None`` (photos as they come): faces are detected, landmarked and aligned onto the backbone's
     template (:func:`probes.align.detect_and_align`; ``detection`` picks the face when there are several:
-    the largest by default), so an image without a face raises :class:`~probes.errors.NoFaceError` naming
-    it, or (``on_missing="nan"``) gets a row of NaN with a warning. ``layout="chip"`` (already cropped for
-    the backbone), ``"lfw"`` or ``"utkface"``: the backbone's crop of that layout, no detection.
+    by detector score x closeness to the image centre by default), so an image without a face raises
+    :class:`~probes.errors.NoFaceError` naming it, or (``on_missing="nan"``) gets a row of NaN with a
+    warning. ``layout="chip"`` (already cropped for the backbone), ``"lfw"`` or ``"utkface"``: the
+    backbone's crop of that layout, no detection.
     """
     net = as_backbone(backbone, device)
     if on_missing not in MISSING_FACES:

@@ -50,3 +50,19 @@ def faceapi_weights():
 def lpips_weights():
     """Skip when LPIPS' AlexNet checkpoint is not fetched."""
     return weights_or_skip("alexnet.ckpt", "LPIPS checkpoint")
+
+
+@pytest.fixture(scope="session")
+def ssd_weights(faceapi_weights):
+    """Skip when face-api's SSD MobileNet V1 files are not fetched (they came after the others)."""
+    for name in ("ssd_mobilenetv1_model-weights_manifest.json", "ssd_mobilenetv1_model.bin"):
+        weights_or_skip(name, "SSD MobileNet V1 weights")
+    return faceapi_weights
+
+
+@pytest.fixture(scope="session")
+def expression_weights(faceapi_weights):
+    """Skip when face-api's FaceExpressionNet files are not fetched."""
+    for name in ("face_expression_model-weights_manifest.json", "face_expression_model.bin"):
+        weights_or_skip(name, "FaceExpressionNet weights")
+    return faceapi_weights

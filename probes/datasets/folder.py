@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..errors import DatasetError, preview
 from ..images import IMAGE_SUFFIXES, scan_images
+from .people import PEOPLE_LAYOUT, load_people
 from .records import FaceDataset
 
 
@@ -33,17 +34,28 @@ def _coerce_sex(column: pd.Series, csv: Path) -> pd.Series:
 
 
 def load_folder(root: str | Path, labels_csv: str | Path | None = None, layout: str = "chip",
-                scan: bool = False, name: str | None = None) -> FaceDataset:
-    """Any folder of images (recursive, sorted), with optional labels.
+                scan: bool = False, name: str | None = None, cache_dir: str | Path | None = None,
+                detector=None) -> FaceDataset:
+    """Any folder of images (recursive, sorted), with optional labels; or one sub-folder per person.
 
     ``labels_csv`` has a ``file`` column (path relative to ``root``) and any of
     ``identity``/``age``/``sex``/``race`` (other columns are kept as labels
     too); its rows give the order. Listed files that do not exist raise one
     error listing them; images not in the CSV are ignored with a warning.
     ``scan=True`` opens every image, leaves out unreadable ones (listed in
-    ``dataset.skipped``) and carries on.
+    ``dataset.skipped``) and carries on. ``layout`` says how the images are
+    cropped (``chip``, ``lfw``, ``utkface``), or is ``"people"``: one
+    sub-folder per person of uncropped photos, identity = the sub-folder's
+    name, faces found by ``detector`` and aligned into LFW-style frames cached
+    in ``cache_dir`` (:func:`probes.datasets.people.load_people`; what was
+    left out and why is in ``dataset.skipped``).
     """
     root = Path(root).expanduser()
+    if layout == PEOPLE_LAYOUT:
+        if labels_csv is not None:
+            raise DatasetError(f"layout {PEOPLE_LAYOUT!r} takes identities from the sub-folder names of {root}; "
+                               "labels_csv is for a flat folder of crops")
+        return load_people(root, cache_dir=cache_dir, detector=detector, name=name)
     if not root.is_dir():
         raise DatasetError(f"image folder {root} does not exist")
     found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

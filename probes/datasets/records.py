@@ -39,7 +39,7 @@ class FaceDataset:
         self.layout = layout
         self.root = Path(root) if root is not None else None
         self.label_source = dict(label_source or {})
-        self.skipped = list(skipped)  # (path, reason) of files a scan left out
+        self.skipped = list(skipped)  # (path, reason) of files left out when loading (kept by subsets)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -89,7 +89,7 @@ class FaceDataset:
         idx = _as_indices(indices, len(self))
         table = self.table.iloc[idx].reset_index(drop=True)
         return FaceDataset(self.name, [self.paths[i] for i in idx], table, self.layout, self.root,
-                           self.label_source)
+                           self.label_source, self.skipped)
 
     def load_images(self, indices=None, size: tuple[int, int] | None = None) -> np.ndarray:
         """Images at ``indices`` (default all) as an N x H x W x 3 uint8 array.

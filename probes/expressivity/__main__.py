@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-csv", default=None,
                    help="with --dataset folder: CSV with a 'file' column and labels (default: labels from the "
                         "labellers)")
+    p.add_argument("--folder-layout", default="chip", choices=["chip", "lfw", "utkface", "people"],
+                   help="with --dataset folder: how its images are cropped, or 'people': one sub-folder per person "
+                        "of uncropped photos (identity = sub-folder name; faces detected, aligned and cached; "
+                        "what was left out is written to skipped.csv in --out)")
     p.add_argument("--min-images-per-person", type=int, default=10, help="LFW: keep people with this many images")
     p.add_argument("--attributes", nargs="+", default=["age", "sex", "yaw", "identity"], choices=KNOWN_ATTRIBUTES)
     p.add_argument("--labels-from", default="dataset", choices=["dataset", "labeller"],
@@ -73,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> ExpressivityConfig:
     return ExpressivityConfig(
         backbone=args.backbone, weights=args.weights, dataset=args.dataset, data_root=args.data_root,
-        labels_csv=args.labels_csv, min_images_per_person=args.min_images_per_person, max_images=args.max_images,
+        labels_csv=args.labels_csv, folder_layout=args.folder_layout,
+        min_images_per_person=args.min_images_per_person, max_images=args.max_images,
         attributes=tuple(args.attributes), labels_from=args.labels_from, age_sex_labeller=args.age_sex_labeller,
         pose_labeller=args.pose_labeller, layers=tuple(args.layers) if args.layers else None,
         estimators=tuple(args.estimator), seeds=tuple(args.seeds), interval=args.interval,
@@ -97,6 +102,9 @@ def run(args: argparse.Namespace) -> Path:
              f"estimation {t['estimation_s']:.0f} s")
     tables = [out / name for name in ("results.csv", "results_pooled.csv", "results.json") if (out / name).exists()]
     log.info(f"wrote {', '.join(map(str, tables))} and {out / 'expressivity.png'}")
+    if result.skipped:
+        log.warning(f"{len(result.skipped)} file(s) left out of the data set, listed with the reason in "
+                    f"{out / 'skipped.csv'}")
     return out
 
 

@@ -1,7 +1,7 @@
 """Face-attribute labels for the expressivity sweep: from the dataset where it has them, else a labeller.
 
 Labels come from the dataset where it has them (UTKFace age/sex) and from a labeller otherwise
-(yaw; age/sex on LFW); :class:`AttributeLabels` records which. Identity is a discrete attribute from
+(yaw, expression; age/sex on LFW); :class:`AttributeLabels` records which. Identity is a discrete attribute from
 the dataset.
 """
 
@@ -21,11 +21,15 @@ from ..labellers import create_labeller
 # (the labeller's decision), not as P(male): Dhar et al. used P(male) as a continuous attribute, but a
 # near-binary variable breaks the Gaussian-residual bound and has no finite ceiling, while a binary
 # label's information is bounded by H(sex) <= log 2.
-LABELLER_OUTPUT = {"age": "age", "sex": "sex", "yaw": "yaw", "pitch": "pitch", "roll": "roll"}
-DISCRETE_LABELLER_OUTPUTS = ("sex",)
+# Expression is face-api's FaceExpressionNet's decision among its 7 classes (a discrete label, ceiling
+# H(expression) <= log 7), for the same reason.
+LABELLER_OUTPUT = {"age": "age", "sex": "sex", "yaw": "yaw", "pitch": "pitch", "roll": "roll",
+                   "expression": "expression"}
+DISCRETE_LABELLER_OUTPUTS = ("sex", "expression")
 DEFAULT_LABELLERS = {"age": "faceapi-agegender", "sex": "faceapi-agegender", "yaw": "faceapi-headpose",
-                     "pitch": "faceapi-headpose", "roll": "faceapi-headpose"}
-KNOWN_ATTRIBUTES = ("age", "sex", "yaw", "pitch", "roll", "identity", "race")
+                     "pitch": "faceapi-headpose", "roll": "faceapi-headpose", "expression": "faceapi-expression"}
+# figures colour attributes by their position here: new ones go last
+KNOWN_ATTRIBUTES = ("age", "sex", "yaw", "pitch", "roll", "identity", "race", "expression")
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,8 @@ def collect_labels(dataset, attributes: Sequence[str], labellers: Mapping[str, s
     """Labels for ``attributes``: from ``dataset`` when it has them (``prefer="dataset"``), else a labeller.
 
     ``labellers`` maps attribute -> labeller name (defaults: face-api's
-    age/gender net for age and sex, the head-pose estimator for yaw/pitch/roll).
+    age/gender net for age and sex, the head-pose estimator for yaw/pitch/roll,
+    face-api's expression net for expression).
     """
 
     unknown = [a for a in attributes if a not in KNOWN_ATTRIBUTES]

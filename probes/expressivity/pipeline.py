@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from ..backbones import create_backbone
 from ..capture import LayerCapture
 from ..config import DictConfig
 from ..datasets import FaceDataset, load_dataset
+from ..datasets.people import write_skipped
 from ..errors import FaceprobeError
 from ..outputs import atomic_write_bytes, provenance, save_figure
 from .figures import plot_expressivity
@@ -56,6 +57,7 @@ class ExpressivityConfig(DictConfig):
     dataset: str = "lfw"
     data_root: str | None = None
     labels_csv: str | None = None
+    folder_layout: str = "chip"
     min_images_per_person: int = 10
     max_images: int | None = 2000
     seed: int = 0
@@ -87,7 +89,7 @@ def layer_reduction(capture: LayerCapture, layer: str, captured: np.ndarray) -> 
 def load_faces(config: ExpressivityConfig) -> FaceDataset:
     """The faces ``config`` names: its dataset, at most ``max_images`` of them drawn with ``seed``."""
     if config.dataset == "folder":
-        dataset = load_dataset("folder", config.data_root, labels_csv=config.labels_csv)
+        dataset = load_dataset("folder", config.data_root, labels_csv=config.labels_csv, layout=config.folder_layout)
         if config.max_images and len(dataset) > config.max_images:
             dataset = dataset.subset(np.random.default_rng(config.seed).choice(len(dataset), config.max_images,
                                                                                replace=False))
@@ -118,6 +120,7 @@ class ExpressivityResult:
     label_sources: dict[str, str]
     backbone_weights_id: str | None
     timings: dict[str, float]
+    skipped: list = field(default_factory=list)  # (path, reason) of what the data set left out
 
     def figure(self, title: str | None = None):
         """Expressivity against depth (a matplotlib Figure), titled with the backbone and dataset by default."""
@@ -130,13 +133,15 @@ class ExpressivityResult:
             "command": command, "config": self.config.to_dict() if settings is None else settings,
             "n_images": self.n_images, "layers": self.layers, "label_sources": self.label_sources,
             "backbone_weights_id": self.backbone_weights_id, "timings": self.timings, "versions": provenance(),
+            "n_skipped": len(self.skipped),
             "results": self.table.to_dict(orient="records"),
         }
 
     def save(self, folder: str | Path, command: str | None = None, settings: dict | None = None) -> Path:
         """Write ``results.csv``, ``expressivity.png`` and ``results.json`` into ``folder`` (created if
-        needed; other files there are left alone), and ``results_pooled.csv`` (:func:`pool_over_seeds`)
-        when there are several seeds; see :meth:`summary` for ``command`` and ``settings``."""
+        needed; other files there are left alone), ``results_pooled.csv`` (:func:`pool_over_seeds`)
+        when there are several seeds, and ``skipped.csv`` when the data set left files out; see
+        :meth:`summary` for ``command`` and ``settings``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         write_table(folder / "results.csv", self.table)
@@ -144,6 +149,7 @@ class ExpressivityResult:
             write_table(folder / "results_pooled.csv", pool_over_seeds(self.table, self.config.interval))
         save_figure(self.figure(), folder / "expressivity.png", dpi=130)
         write_summary(folder / "results.json", self.summary(command, settings))
+        write_skipped(folder, self.skipped)
         return folder
 
 
@@ -194,4 +200,5 @@ class ExpressivitySweep:
         table["reduction"] = table["layer"].map(lambda layer: layer_reduction(capture, layer, features[layer]))
         table.insert(1, "dataset", faces.name)
         return ExpressivityResult(config, table, layers, faces.name, len(faces),
-                                  {a: lab.source for a, lab in labels.items()}, backbone.weights_id, timings)
+                                  {a: lab.source for a, lab in labels.items()}, backbone.weights_id, timings,
+                                  skipped=list(faces.skipped))

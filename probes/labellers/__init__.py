@@ -1,4 +1,4 @@
-"""Attribute labellers (age, sex, head pose) for faces: a small registry and the face-api ports.
+"""Attribute labellers (age, sex, head pose, expression) for faces: a small registry and the face-api ports.
 
 The registry imports no labeller; each built-in one registers itself when imported below.
 """
@@ -16,4 +16,4 @@ __all__ = ["Labeller", "LabellerSpec", "create_labeller", "get_labeller_spec", "
            "register_labeller"]
 
 # The built-in labellers register themselves on import.
-from . import age_gender, hse, pose  # noqa: E402,F401
+from . import age_gender, expression, hse, pose  # noqa: E402,F401

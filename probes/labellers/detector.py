@@ -98,7 +98,15 @@ def resize_bilinear_tf(x: torch.Tensor, size: int) -> torch.Tensor:
     return axis(x.shape[-1], -1, axis(x.shape[-2], -2, x))
 
 
-def _as_image(image, name) -> np.ndarray:
+def square_bottom_right(x: torch.Tensor) -> torch.Tensor:
+    """N x C x H x W zero-padded at the bottom or right to a square (face-api's ``padToSquare`` uncentred)."""
+    h, w = x.shape[-2:]
+    side = max(h, w)
+    return F.pad(x, (0, side - w, 0, side - h)) if h != w else x
+
+
+def check_image(image, name) -> np.ndarray:
+    """A detector's input as a uint8 H x W x 3 array; anything else is an :class:`ImageError` naming ``name``."""
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[-1] != 3:
         raise ImageError(f"image {name}: must be H x W x 3 RGB, got shape {array.shape}")
@@ -109,28 +117,147 @@ def _as_image(image, name) -> np.ndarray:
     return array
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """face-api.js's greedy NMS: indices kept, best first; drops boxes with IoU > threshold."""
-    # face-api sorts ascending (stable) and pops from the end, so among equal
-    # scores the later box wins; reversing a stable ascending sort does the same.
-    order = list(np.argsort(scores, kind="stable")[::-1])
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_output: int | None = None,
+        ties: str = "later") -> np.ndarray:
+    """Greedy non-maximum suppression as face-api.js does it: indices kept, best first.
+
+    A box is dropped when its IoU with a better kept box is **above** ``iou_threshold``;
+    boxes of zero area overlap nothing. Among equal scores ``ties="later"`` ranks the
+    later box first (the TinyFaceDetector sorts ascending and pops from the end),
+    ``ties="earlier"`` the earlier one (the SSD sorts descending, stably). At most
+    ``max_output`` boxes are kept.
+    """
+    if ties not in ("later", "earlier"):
+        raise ValueError(f"ties must be 'later' or 'earlier', got {ties!r}")
+    ranked = np.argsort(scores, kind="stable")[::-1] if ties == "later" else np.argsort(-scores, kind="stable")
+    order = list(ranked)
+    lo = np.minimum(boxes[:, :2], boxes[:, 2:4])
+    hi = np.maximum(boxes[:, :2], boxes[:, 2:4])
+    area = np.prod(hi - lo, axis=1)
     keep = []
-    while order:
+    while order and (max_output is None or len(keep) < max_output):
         best = order.pop(0)
         keep.append(best)
         if not order:
             break
         rest = np.asarray(order)
-        w = np.maximum(0.0, np.minimum(boxes[best, 2], boxes[rest, 2]) - np.maximum(boxes[best, 0], boxes[rest, 0]))
-        h = np.maximum(0.0, np.minimum(boxes[best, 3], boxes[rest, 3]) - np.maximum(boxes[best, 1], boxes[rest, 1]))
-        inter = w * h
-        iou = inter / (area[best] + area[rest] - inter)
+        sides = np.maximum(0.0, np.minimum(hi[best], hi[rest]) - np.maximum(lo[best], lo[rest]))
+        inter = sides[:, 0] * sides[:, 1]
+        union = area[best] + area[rest] - inter
+        degenerate = (area[rest] <= 0) | (area[best] <= 0)
+        iou = np.where(degenerate, 0.0, inter / np.where(degenerate, 1.0, union))
         order = [i for i, o in zip(order, iou) if o <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
 
 
-class FaceDetector(nn.Module):
+class BoxDetector(nn.Module):
+    """What face detectors share: ``detect(image) -> (K, 5) [x0, y0, x1, y1, score]`` in the image's pixels,
+    best first, and :meth:`detect_batch` over images of any size.
+
+    ``pad`` adds a black border of ``pad`` x the longer side on every side before detection (the
+    boxes come back in the original image's pixels): face-api's detectors miss faces that fill their
+    input. Each image is also run with every border of ``merge_pads``, and the detections of all
+    these passes are merged by NMS (a border helps large faces and hurts small ones: no border
+    keeps the small faces of a group photo). Images in which nothing is found are tried again with
+    each of ``fallback_pads`` in turn (e.g. a wider border for a crop that is all face).
+    Subclasses define :meth:`preprocess` (one uint8 image and a pad -> a 1 x 3 x S x S input),
+    ``forward`` (a batch of inputs -> raw outputs), :meth:`split` (raw outputs -> one per image) and
+    :meth:`decode` (one image's raw output -> boxes in the bordered image's pixels).
+    """
+
+    name = "detector"
+    pad = 0.0
+    merge_pads: tuple[float, ...] = ()
+    fallback_pads: tuple[float, ...] = ()
+    iou_threshold = 0.5
+
+    def set_pads(self, pad: float, merge_pads=(), fallback_pads=()) -> None:
+        """Check and set :attr:`pad`, :attr:`merge_pads` and :attr:`fallback_pads` (each in [0, 4])."""
+        checked = {}
+        for name, values in (("pad", (pad,)), ("merge_pads", merge_pads), ("fallback_pads", fallback_pads)):
+            checked[name] = tuple(float(v) for v in values)
+            for value in checked[name]:
+                if not 0.0 <= value <= 4.0:
+                    raise ValueError(f"{name} must lie in [0, 4] (a fraction of the longer side), got {value}")
+        self.pad = checked["pad"][0]
+        self.merge_pads = checked["merge_pads"]
+        self.fallback_pads = checked["fallback_pads"]
+
+    def border(self, height: int, width: int, pad: float | None = None) -> int:
+        """Pixels of black border ``pad`` (default :attr:`pad`) adds on each side of an image of this size."""
+        return math.floor((self.pad if pad is None else pad) * max(height, width) + 0.5)
+
+    def bordered(self, image: np.ndarray, pad: float | None = None) -> torch.Tensor:
+        """uint8 H x W x 3 -> float 1 x 3 x H' x W' with the ``pad`` border, on the detector's device."""
+        b = self.border(*image.shape[:2], pad)
+        device = next(iter(self.buffers()), torch.empty(0)).device
+        # np.array copies: inputs may be read-only, which torch.from_numpy warns about
+        x = torch.from_numpy(np.array(image, np.float32)).to(device).permute(2, 0, 1)[None]
+        return F.pad(x, (b, b, b, b)) if b else x
+
+    def preprocess(self, image: np.ndarray, pad: float | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def split(self, raw) -> list:
+        """The raw outputs of a batch, one item per image."""
+        return list(raw)
+
+    def decode(self, raw, height: int, width: int) -> np.ndarray:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def detect(self, image) -> np.ndarray:
+        """(K, 5) float64 array of [x0, y0, x1, y1, score], best first; K = 0 when no face is found."""
+        return self.detect_batch([image])[0]
+
+    @torch.no_grad()
+    def detect_batch(self, images: Sequence, batch_size: int = 16) -> list[np.ndarray]:
+        """:meth:`detect` for each image of a list (any sizes) or an N x H x W x 3 array."""
+        return self.detect_with_pads(images, batch_size)[0]
+
+    @torch.no_grad()
+    def detect_with_pads(self, images: Sequence, batch_size: int = 16) -> tuple[list[np.ndarray], list]:
+        """:meth:`detect_batch`, and for each image the border that found its faces: :attr:`pad` for the
+        first round (with :attr:`merge_pads`), a fallback pad, or None when none was found."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            raise ImageError("detect_batch takes a list of images or an N x H x W x 3 array; "
+                             "use detect() for one image")
+        images = [check_image(image, i) for i, image in enumerate(images)]
+        results = [np.zeros((0, 5)) for _ in images]
+        pads: list = [None] * len(images)
+        todo = list(range(len(images)))
+        with evaluating(self):
+            for round_pads in ((self.pad, *self.merge_pads), *((p,) for p in self.fallback_pads)):
+                found = {i: [] for i in todo}
+                for pad in round_pads:
+                    for start in range(0, len(todo), batch_size):
+                        part = todo[start:start + batch_size]
+                        raw = self(torch.cat([self.preprocess(images[i], pad) for i in part]))
+                        for r, i in zip(self.split(raw), part):
+                            h, w = images[i].shape[:2]
+                            b = self.border(h, w, pad)
+                            boxes = self.decode(r, h + 2 * b, w + 2 * b)
+                            boxes[:, :4] -= b
+                            found[i].append(boxes)
+                for i, parts in found.items():
+                    results[i] = self.merge(parts)
+                    pads[i] = round_pads[0] if len(results[i]) else None
+                todo = [i for i in todo if pads[i] is None]
+                if not todo:
+                    break
+        return results, pads
+
+    def merge(self, parts: list[np.ndarray]) -> np.ndarray:
+        """One image's detections from several borders as one (K, 5) array: NMS at :attr:`iou_threshold`."""
+        if len(parts) == 1:
+            return parts[0]
+        boxes = np.concatenate(parts)
+        return boxes[nms(boxes[:, :4], boxes[:, 4], self.iou_threshold, ties="earlier")] if len(boxes) else boxes
+
+
+class FaceDetector(BoxDetector):
     """face-api.js's TinyFaceDetector: ``detect(image) -> (K, 5) [x0, y0, x1, y1, score]`` in pixels.
 
     ``input_size`` (a multiple of 32; face-api's presets are 224, 320, 416,
@@ -149,7 +276,8 @@ class FaceDetector(nn.Module):
 
     def __init__(self, input_size: int = 416, score_threshold: float = 0.5, iou_threshold: float = 0.4,
                  pad: float = 0.0, weights: str | Path | None = None, pretrained: bool = True,
-                 input_divisor: float = 256.0, device: str | torch.device = "cpu"):
+                 input_divisor: float = 256.0, device: str | torch.device = "cpu", merge_pads: tuple = (),
+                 fallback_pads: tuple = ()):
         super().__init__()
         if not isinstance(input_size, int) or input_size < 32 or input_size % 32:
             raise ValueError(f"input_size must be a positive multiple of 32, got {input_size!r}")
@@ -157,10 +285,8 @@ class FaceDetector(nn.Module):
             raise ValueError(f"score_threshold must lie in (0, 1), got {score_threshold}")
         if not 0.0 <= iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must lie in [0, 1], got {iou_threshold}")
-        if not 0.0 <= pad <= 4.0:
-            raise ValueError(f"pad must lie in [0, 4] (a fraction of the longer side), got {pad}")
+        self.set_pads(pad, merge_pads, fallback_pads)
         self.input_size = input_size
-        self.pad = float(pad)
         self.score_threshold = float(score_threshold)
         self.iou_threshold = float(iou_threshold)
         self.input_divisor = float(input_divisor)
@@ -171,18 +297,9 @@ class FaceDetector(nn.Module):
         self.to(device)
         self.eval()
 
-    def border(self, height: int, width: int) -> int:
-        """Pixels of black border :attr:`pad` adds on each side of an image of this size."""
-        return math.floor(self.pad * max(height, width) + 0.5)
-
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+    def preprocess(self, image: np.ndarray, pad: float | None = None) -> torch.Tensor:
         """uint8 H x W x 3 -> normalised 1 x 3 x S x S (``pad`` border, then face-api's bottom/right square pad)."""
-        h, w = image.shape[:2]
-        b = self.border(h, w)
-        h, w = h + 2 * b, w + 2 * b
-        side = max(h, w)
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self._mean.device).permute(2, 0, 1)[None].float()
-        x = F.pad(x, (b, b + side - w, b, b + side - h))
+        x = square_bottom_right(self.bordered(image, pad))
         x = resize_bilinear_tf(x, self.input_size)
         return (x - self._mean) / self.input_divisor
 
@@ -218,31 +335,3 @@ class FaceDetector(nn.Module):
         boxes, sc = boxes[visit], sc[visit]
         keep = nms(boxes, sc, self.iou_threshold)
         return np.concatenate([boxes[keep], sc[keep, None]], 1)
-
-    @torch.no_grad()
-    def detect(self, image) -> np.ndarray:
-        """(K, 5) float64 array of [x0, y0, x1, y1, score], best first; K = 0 when no face is found."""
-        return self.detect_batch([image])[0]
-
-    @torch.no_grad()
-    def detect_batch(self, images: Sequence, batch_size: int = 16) -> list[np.ndarray]:
-        """:meth:`detect` for each image of a list (any sizes) or an N x H x W x 3 array."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if isinstance(images, np.ndarray) and images.ndim == 3:
-            raise ImageError("detect_batch takes a list of images or an N x H x W x 3 array; "
-                             "use detect() for one image")
-        images = [_as_image(image, i) for i, image in enumerate(images)]
-        results = []
-        with evaluating(self):
-            for start in range(0, len(images), batch_size):
-                part = images[start:start + batch_size]
-                raw = self(torch.cat([self.preprocess(image) for image in part]))
-                for r, image in zip(raw, part):
-                    h, w = image.shape[:2]
-                    b = self.border(h, w)
-                    boxes = self.decode(r, h + 2 * b, w + 2 * b)
-                    boxes[:, :4] -= b
-                    results.append(boxes)
-        return results
-

@@ -44,13 +44,21 @@ def pad_same(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> t
 
 
 class SameConv2d(nn.Conv2d):
-    """``nn.Conv2d`` with TensorFlow's 'SAME' padding (asymmetric for stride 2)."""
+    """``nn.Conv2d`` with TensorFlow's 'SAME' padding (asymmetric for stride 2).
+
+    With stride 1 and an odd kernel 'SAME' pads (kernel - 1) / 2 on every side whatever the input
+    size, which the convolution does itself (no padded copy of the input); otherwise the input is
+    padded as TF does first.
+    """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = True):
-        super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=bias)
+        symmetric = stride == 1 and kernel % 2 == 1
+        super().__init__(cin, cout, kernel, stride, padding=kernel // 2 if symmetric else 0, groups=groups,
+                         bias=bias)
+        self.pads_itself = symmetric
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(pad_same(x, self.kernel_size[0], self.stride[0]))
+        return super().forward(x if self.pads_itself else pad_same(x, self.kernel_size[0], self.stride[0]))
 
 
 class SeparableConv(nn.Module):
@@ -96,22 +104,24 @@ def faceapi_to_state(tensors: Mapping[str, np.ndarray], source: str) -> dict[str
     return state
 
 
-def load_faceapi_weights(net: nn.Module, manifest: str, shard: str, weights: str | Path | None = None) -> str:
+def load_faceapi_weights(net: nn.Module, manifest: str, shard: str, weights: str | Path | None = None,
+                         to_state=faceapi_to_state) -> str:
     """Load a face-api manifest (default: the pinned, cached one) or a PyTorch state dict.
 
+    ``to_state(tensors, source)`` maps the manifest's tensor names to ``net``'s state-dict keys.
     Returns a weights id: the pinned shard's sha256, or the given file's.
     """
     if weights is None:
         manifest_path = weight_store.weight_path(manifest)
         weight_store.weight_path(shard)  # verifies the shard's hash too
-        load_named_tensors(net, faceapi_to_state(read_weights_manifest(manifest_path), str(manifest_path)),
+        load_named_tensors(net, to_state(read_weights_manifest(manifest_path), str(manifest_path)),
                            str(manifest_path))
         return weight_store.WEIGHT_FILES[shard].sha256
     weights = Path(weights)
     if not weights.is_file():
         raise WeightFileError(f"weight file {weights} does not exist")
     if weights.suffix == ".json":
-        load_named_tensors(net, faceapi_to_state(read_weights_manifest(weights), str(weights)), str(weights))
+        load_named_tensors(net, to_state(read_weights_manifest(weights), str(weights)), str(weights))
     else:
         load_named_tensors(net, read_torch_state(weights), str(weights))
     return weight_store.sha256_of(weights)

@@ -73,22 +73,38 @@ class DenseBlock(nn.Module):
         return F.relu(out1 + out2 + out3 + out4)
 
 
-class FaceLandmark68Net(nn.Module):
-    """Normalised 112 x 112 input -> N x 68 x 2 points in [0, 1] of that input (x, y)."""
+class FaceFeatureNet(nn.Module):
+    """face-api's ``FaceFeatureExtractor`` (4 dense blocks, then a 7x7 stride-2 VALID average pool -> 256)
+    and a fully connected head ``fc`` of ``outputs``: normalised 112 x 112 input -> N x ``outputs``.
 
-    def __init__(self):
+    FaceLandmark68Net (136 outputs) and FaceExpressionNet (7) share this body and its tensor names."""
+
+    def __init__(self, outputs: int):
         super().__init__()
         self.dense0 = DenseBlock(3, 32, first=True)
         self.dense1 = DenseBlock(32, 64)
         self.dense2 = DenseBlock(64, 128)
         self.dense3 = DenseBlock(128, 256)
-        self.fc = nn.Linear(256, 2 * NUM_POINTS)
+        self.fc = nn.Linear(256, outputs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled 256-D bottleneck."""
         for block in (self.dense0, self.dense1, self.dense2, self.dense3):
             x = block(x)
-        x = F.avg_pool2d(x, 7, 2).flatten(1)
-        return self.fc(x).view(-1, NUM_POINTS, 2)
+        return F.avg_pool2d(x, 7, 2).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+class FaceLandmark68Net(FaceFeatureNet):
+    """Normalised 112 x 112 input -> N x 68 x 2 points in [0, 1] of that input (x, y)."""
+
+    def __init__(self):
+        super().__init__(2 * NUM_POINTS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).view(-1, NUM_POINTS, 2)
 
 
 class LandmarkDetector(FaceApiPort):
