@@ -66,3 +66,28 @@ def expression_weights(faceapi_weights):
     for name in ("face_expression_model-weights_manifest.json", "face_expression_model.bin"):
         weights_or_skip(name, "FaceExpressionNet weights")
     return faceapi_weights
+
+
+# Three LFW frames and two UTKFace crops that the detector, SSD and landmark tests share.
+DETECTION_LFW_NAMES = ("Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Colin_Powell/Colin_Powell_0001.jpg",
+                       "Serena_Williams/Serena_Williams_0001.jpg")
+DETECTION_UTK_NAMES = ("18_1_2_20170105183420463.jpg.chip.jpg", "26_1_3_20170104222936409.jpg.chip.jpg")
+
+
+@pytest.fixture(scope="module")
+def landmarks(faceapi_weights):
+    from probes.labellers.landmarks import LandmarkDetector
+
+    return LandmarkDetector()
+
+
+@pytest.fixture(scope="module")
+def faces(data_root):
+    """The shared test faces as arrays ("lfw", "utk") with their "paths"; skips without the shared data."""
+    from probes.images import load_image
+
+    lfw = [data_root / "lfw_home" / "lfw" / n for n in DETECTION_LFW_NAMES]
+    utk = [data_root / "utkface" / n for n in DETECTION_UTK_NAMES]
+    if not all(p.is_file() for p in lfw + utk):
+        pytest.skip("the test faces are not in the shared data")
+    return {"lfw": [load_image(p) for p in lfw], "utk": [load_image(p) for p in utk], "paths": lfw + utk}

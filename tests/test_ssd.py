@@ -29,10 +29,6 @@ from probes.labellers.ssd import (
     ssd_to_state,
 )
 
-LFW_NAMES = ("Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Colin_Powell/Colin_Powell_0001.jpg",
-             "Serena_Williams/Serena_Williams_0001.jpg")
-UTK_NAMES = ("18_1_2_20170105183420463.jpg.chip.jpg", "26_1_3_20170104222936409.jpg.chip.jpg")
-
 # ---- no weights needed -------------------------------------------------------------------------
 
 
@@ -140,24 +136,6 @@ def ssd(ssd_weights):
 def padded_ssd(ssd):
     """The setting detect_and_align uses."""
     return create_detector("ssd")
-
-
-@pytest.fixture(scope="module")
-def landmarks(faceapi_weights):
-    from probes.labellers.landmarks import LandmarkDetector
-
-    return LandmarkDetector()
-
-
-@pytest.fixture(scope="module")
-def faces(data_root):
-    from probes.images import load_image
-
-    lfw = [data_root / "lfw_home" / "lfw" / n for n in LFW_NAMES]
-    utk = [data_root / "utkface" / n for n in UTK_NAMES]
-    if not all(p.is_file() for p in lfw + utk):
-        pytest.skip("the test faces are not in the shared data")
-    return {"lfw": [load_image(p) for p in lfw], "utk": [load_image(p) for p in utk], "paths": lfw + utk}
 
 
 def test_manifest_loads_into_the_port(ssd):
